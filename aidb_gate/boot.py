@@ -1,0 +1,85 @@
+"""boot: the target container, started in isolation on the run's network.
+
+Guarantees: the target runs from the image the build stage made, with the environment
+rendered from the contract's templates, its HTTP port published on 127.0.0.1 only, and its
+logs followed into a file from the first byte. Readiness is a poll of the startup endpoint
+against a deadline; a container that exits ends the wait at once. A failed boot is returned,
+not raised, so the startup stage can judge and explain it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testcontainers.core.container import DockerContainer
+
+from aidb_gate.config import GateConfig
+from aidb_gate.core.container import LOOPBACK, LogFollower, publish_on_loopback
+from aidb_gate.core.run import Run
+from aidb_gate.core.wait import HttpProbe, NotReady
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
+
+
+@dataclass
+class Boot:
+    """A started target: where it answers, how long it took, or why it did not."""
+
+    container: Any
+    log: LogFollower
+    port: int
+    ready: bool
+    seconds: float
+    error: str = ""
+    exited: bool = False
+    last_status: int | None = None
+    boot_log: str = ""  # the log as it stood when the service became ready (or gave up)
+
+    @property
+    def container_id(self) -> str:
+        return self.container.get_container_id()
+
+    @property
+    def url(self) -> str:
+        port = self.container.get_docker_client().port(self.container_id, self.port)
+        return f"http://{LOOPBACK}:{port}"
+
+
+def boot_target(run: Run, network: Any, image: str, cfg: GateConfig, env: dict[str, str], log_dir: Path,
+                role: str = "target") -> Boot:
+    container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role))
+    container.with_network(network).with_network_aliases(role)
+    publish_on_loopback(container, cfg.port)
+    container.start()
+    log = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
+    probe = HttpProbe(cfg.port, cfg.health["startup"] or cfg.health["live"], 200, cfg.startup_timeout_s)
+    begin = time.monotonic()
+    boot = Boot(container, log, cfg.port, ready=False, seconds=0.0)
+    try:
+        probe.wait_until_ready(container)
+        boot.ready = True
+    except NotReady as err:
+        boot.error, boot.exited = str(err), err.exited
+    boot.seconds = time.monotonic() - begin
+    boot.last_status = probe.last_status
+    boot.boot_log = log.snapshot()
+    return boot
+
+
+def boot_problems(log_text: str) -> list[str]:
+    """Log lines that a clean boot must not print: tracebacks and ERROR/CRITICAL/FATAL lines."""
+    found = []
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        if TRACEBACK.search(line):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith((" ", "\t"))),
+                       len(lines) - 1)
+            found.append(f"Traceback ending in: {lines[end].strip()}")
+        elif ERROR_LINE.search(line):
+            found.append(line.strip()[:300])
+    return found

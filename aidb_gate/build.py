@@ -1,0 +1,129 @@
+"""build: the target image, built exactly as production builds it, with its log kept.
+
+Guarantees: the gate never copies files into a running container - it builds the image from
+the target's context with `podman build`, every run (the layer cache makes an unchanged build
+take seconds), and keeps the log for the report. A missing context or Containerfile is a
+one-paragraph error before anything runs; a failed build returns the log's tail.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aidb_gate.config import GateConfig
+from aidb_gate.core import api
+from aidb_gate.engine import Engine
+from aidb_gate.errors import BuildError, ImageError
+from aidb_gate.images import Progress, image_id, run_build, tree_hash, try_pull
+
+
+@dataclass
+class BuildResult:
+    """The outcome of the build stage; `ok` is False for a failed build (never raised)."""
+
+    ok: bool
+    ref: str
+    image_id: str = ""
+    seconds: float = 0.0
+    exit_code: int = 0
+    log_path: Path | None = None
+    log_tail: str = ""
+    containerfile: Path | None = None
+    prebuilt: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def find_containerfile(context: Path, configured: str) -> Path:
+    """The Containerfile (or Dockerfile) to build, or a BuildError that says what to add."""
+    if not context.is_dir():
+        raise BuildError(
+            f"The target build context {context} does not exist or is not a directory. Pass the folder that "
+            "holds your service's Containerfile with --gate-target DIR (or set `target` in [tool.aidb-gate])."
+        )
+    if configured:
+        path = Path(configured) if Path(configured).is_absolute() else context / configured
+        if not path.is_file():
+            raise BuildError(f"The configured containerfile {path} does not exist. Fix `containerfile` or add the file.")
+        return path
+    for name in ("Containerfile", "Dockerfile"):
+        if (context / name).is_file():
+            return context / name
+    raise BuildError(
+        f"No Containerfile or Dockerfile in {context}. The gate builds the image as production does, so the "
+        "build context needs one at its root (or set `containerfile` to its path)."
+    )
+
+
+def declared_args(containerfile: Path) -> set[str]:
+    return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", containerfile.read_text(), re.M))
+
+
+def target_tag(context: Path) -> str:
+    name = re.sub(r"[^a-z0-9_.-]+", "-", context.name.lower()).strip("-.") or "target"
+    return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context)[:12]}"
+
+
+def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str | None,
+                 progress: Progress | None = None) -> BuildResult:
+    """Build (or, with `image`, find) the target image. Raises only for input errors."""
+    if cfg.image:
+        return _prebuilt(engine, cfg.image)
+    assert cfg.target is not None
+    containerfile = find_containerfile(cfg.target, cfg.containerfile)
+    args = dict(cfg.build_args)
+    if base_ref and "BASE_IMAGE" in declared_args(containerfile) and "BASE_IMAGE" not in args:
+        args["BASE_IMAGE"] = base_ref
+    tag = target_tag(cfg.target)
+    log_path = log_dir / "build-target.log"
+    if progress:
+        progress(f"building {cfg.target} as {tag}")
+    start = time.monotonic()
+    code, text = run_build(engine, cfg.target, tag, log_path, containerfile=containerfile, build_args=args,
+                           labels={"aidb-gate.target": str(cfg.target)}, ca_bundle=cfg.ca_bundle, progress=progress)
+    seconds = time.monotonic() - start
+    tail = "".join(text.splitlines(keepends=True)[-30:])
+    if code != 0:
+        return BuildResult(False, tag, seconds=seconds, exit_code=code, log_path=log_path, log_tail=tail,
+                           containerfile=containerfile)
+    result = BuildResult(True, tag, image_id(engine, tag) or "", seconds, 0, log_path, tail, containerfile)
+    result.metadata = image_metadata(engine, tag)
+    return result
+
+
+def _prebuilt(engine: Engine, ref: str) -> BuildResult:
+    found = image_id(engine, ref)
+    if not found:
+        found, why = try_pull(engine, ref)
+        if not found:
+            raise ImageError(
+                f"The image {ref} given with --gate-image (or `image`) is not present locally and cannot be "
+                f"pulled ({why}). Build or load it first (`podman images` lists what is local), or drop "
+                "--gate-image to build from --gate-target.",
+                stage="build",
+            )
+    return BuildResult(True, ref, found, prebuilt=True, metadata=image_metadata(engine, ref))
+
+
+def image_metadata(engine: Engine, ref: str) -> dict[str, Any]:
+    """The parts of the image config the gate judges: ports, user, workdir, entrypoint, env."""
+    attrs = api.image_attrs(engine, ref)
+    config = attrs.get("Config") or attrs.get("ContainerConfig") or {}
+    return {
+        "exposed_ports": sorted((config.get("ExposedPorts") or {}).keys()),
+        "user": config.get("User") or "",
+        "workdir": config.get("WorkingDir") or "",
+        "entrypoint": config.get("Entrypoint") or [],
+        "cmd": config.get("Cmd") or [],
+        "env": [e.split("=", 1)[0] for e in (config.get("Env") or [])],
+        "size_mb": round((attrs.get("Size") or 0) / 1e6, 1),
+    }
+
+
+def runs_as_root(user: str) -> bool:
+    """An empty user, root, or uid 0 (with or without a group) runs as root."""
+    name = user.split(":", 1)[0].strip()
+    return name in ("", "root", "0")

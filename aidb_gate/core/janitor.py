@@ -1,0 +1,115 @@
+"""janitor: remove what a run made, by label, and what dead runs left behind.
+
+Guarantees: `remove_run` removes every container (with its anonymous volumes), network and
+volume labelled with one run id, whatever state they are in. `reap_dead_runs` removes the
+resources of runs whose owner process is provably gone, and never those of a live run, so
+two gates can run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aidb_gate.core.run import OWNER_LABEL, RUN_LABEL, owner_alive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sweep:
+    """What a clean-up found and removed, for the terminal and the tests."""
+
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.containers) + len(self.networks) + len(self.volumes)
+
+
+def _labelled(client, run_id: str | None):
+    selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+    filters = {"label": selector}
+    containers = client.containers.list(all=True, filters=filters)
+    networks = client.networks.list(filters=filters)
+    volumes = client.volumes.list(filters=filters)
+    return containers, networks, volumes
+
+
+def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
+    # Containers first: a network or volume in use cannot be removed.
+    for c in containers:
+        try:
+            c.remove(force=True, v=True)
+            sweep.containers.append(c.name)
+        except Exception as err:  # already gone is fine; anything else is reported
+            if "no such" not in str(err).lower() and "404" not in str(err):
+                sweep.errors.append(f"container {c.name}: {err}")
+    for n in networks:
+        try:
+            n.remove()
+            sweep.networks.append(n.name)
+        except Exception as err:
+            if "no such" not in str(err).lower() and "404" not in str(err):
+                sweep.errors.append(f"network {n.name}: {err}")
+    for v in volumes:
+        try:
+            v.remove(force=True)
+            sweep.volumes.append(v.name)
+        except Exception as err:
+            if "no such" not in str(err).lower() and "404" not in str(err):
+                sweep.errors.append(f"volume {v.name}: {err}")
+    return sweep
+
+
+def remove_run(client, run_id: str) -> Sweep:
+    """Remove everything labelled with run_id."""
+    return _remove(Sweep(), *_labelled(client, run_id))
+
+
+def _owner(resource) -> str | None:
+    attrs = getattr(resource, "attrs", {}) or {}
+    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+    return labels.get(OWNER_LABEL)
+
+
+def _run_of(resource) -> str | None:
+    attrs = getattr(resource, "attrs", {}) or {}
+    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+    return labels.get(RUN_LABEL)
+
+
+def reap_dead_runs(client, keep_run: str | None = None) -> Sweep:
+    """Remove the resources of runs whose owner is provably dead (never keep_run's)."""
+    containers, networks, volumes = _labelled(client, None)
+    by_run: dict[str, list[list]] = defaultdict(lambda: [[], [], []])
+    owners: dict[str, str | None] = {}
+    for i, group in enumerate((containers, networks, volumes)):
+        for res in group:
+            run_id = _run_of(res)
+            if not run_id or run_id == keep_run:
+                continue
+            by_run[run_id][i].append(res)
+            owners.setdefault(run_id, _owner(res))
+            if owners[run_id] is None:
+                owners[run_id] = _owner(res)
+    sweep = Sweep()
+    for run_id, groups in by_run.items():
+        token = owners.get(run_id)
+        if token is None or owner_alive(token):
+            continue
+        log.info("removing resources of dead gate run %s", run_id)
+        _remove(sweep, *groups)
+    return sweep
+
+
+def remove_run_quietly(client, run_id: str) -> Sweep:
+    """remove_run for teardown paths: never raises, reports errors in the Sweep."""
+    try:
+        return remove_run(client, run_id)
+    except Exception as err:
+        return Sweep(errors=[f"clean-up of run {run_id} failed: {err}"])

@@ -1,0 +1,269 @@
+"""engine: find the container engine the user already has, or start Podman's API for the run.
+
+Guarantees: the engine is looked for in this order - `DOCKER_HOST`, the Podman socket, the
+Docker socket, and finally a `podman system service` that the gate starts on a socket of its
+own and stops when the run ends. Where the host needs Podman settings that its defaults get
+wrong (hybrid cgroups, a low nofile hard limit), the project's containers.conf is applied
+through `CONTAINERS_CONF`; /etc is never edited. Failure is one `EngineError` that says what
+to install or start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aidb_gate.errors import EngineError
+
+PROJECT_CONTAINERS_CONF = Path(__file__).resolve().parent.parent / "fixtures" / "engine" / "containers.conf"
+PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
+DOCKER_SOCKET = "/var/run/docker.sock"
+#: Podman's default `nofile` ulimit; a lower hard limit makes every `podman run` fail setrlimit.
+PODMAN_DEFAULT_NOFILE = 1048576
+
+
+@dataclass
+class Engine:
+    """A reachable engine: its API address, its CLI, and the environment both need."""
+
+    kind: str  # "podman" or "docker"
+    docker_host: str
+    version: str
+    cli: str | None
+    cli_env: dict[str, str] = field(default_factory=dict)
+    started: subprocess.Popen | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        how = "started by the gate for this run" if self.started else "already running"
+        return f"{self.kind} {self.version} at {self.docker_host} ({how})"
+
+    def env(self) -> dict[str, str]:
+        """The process environment for CLI calls (builds) made against this engine."""
+        return {**os.environ, **self.cli_env}
+
+    def docker_client(self, timeout: int = 60):
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_host, timeout=timeout)
+
+    def podman_client(self):
+        """podman-py for inspection, logs and exec where the engine is Podman."""
+        from podman import PodmanClient
+
+        return PodmanClient(base_url=self.docker_host)
+
+    def close(self) -> None:
+        """Stop the API service if this run started it."""
+        if self.started is not None and self.started.poll() is None:
+            self.started.terminate()
+            try:
+                self.started.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.started.kill()
+                self.started.wait()
+        self.started = None
+
+
+def containers_conf_reasons(environ: dict[str, str] | os._Environ = os.environ) -> list[str]:
+    """Why this host needs the project's containers.conf; empty when it does not (or the user chose)."""
+    if environ.get("CONTAINERS_CONF") or Path("/etc/containers/containers.conf").exists():
+        return []
+    reasons = []
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < PODMAN_DEFAULT_NOFILE:
+        reasons.append(f"the nofile hard limit is {hard}, below Podman's default ulimit {PODMAN_DEFAULT_NOFILE}")
+    if _cgroups_hybrid():
+        reasons.append("cgroups run in hybrid mode, which crun (Podman's default runtime) refuses")
+    return reasons
+
+
+def _cgroups_hybrid() -> bool:
+    root, unified = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")
+    if not unified.is_dir():
+        return False
+    with contextlib.suppress(OSError):
+        return not (root / "cgroup.controllers").exists()
+    return False
+
+
+def _ping(docker_host: str, timeout: int = 5) -> tuple[str, str] | None:
+    """(kind, version) of the engine answering at docker_host, or None."""
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=docker_host, timeout=timeout)
+        try:
+            info = client.version()
+        finally:
+            client.close()
+    except Exception:
+        return None
+    components = " ".join(c.get("Name", "") for c in info.get("Components", []) or [])
+    kind = "podman" if "podman" in components.lower() else "docker"
+    return kind, str(info.get("Version", "?"))
+
+
+def _socket_url(path: str) -> str:
+    return f"unix://{path}"
+
+
+def candidate_hosts(environ: dict[str, str] | os._Environ = os.environ) -> list[tuple[str, str]]:
+    """(where it came from, DOCKER_HOST url) in the order the gate tries them."""
+    found = []
+    if environ.get("DOCKER_HOST"):
+        found.append(("DOCKER_HOST", environ["DOCKER_HOST"]))
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    podman_socks = [PODMAN_ROOT_SOCKET] if os.geteuid() == 0 else []
+    if runtime:
+        podman_socks.append(f"{runtime}/podman/podman.sock")
+    for sock in podman_socks:
+        if Path(sock).exists():
+            found.append(("Podman socket", _socket_url(sock)))
+    if Path(DOCKER_SOCKET).exists():
+        found.append(("Docker socket", _socket_url(DOCKER_SOCKET)))
+    return found
+
+
+def _cli_for(kind: str) -> str | None:
+    return shutil.which(kind)
+
+
+def _install_hint() -> str:
+    if Path("/etc/debian_version").exists():
+        if os.geteuid() == 0:
+            return "Install Podman with `apt-get update && apt-get install -y podman runc` (or run `make gate`, which does it)."
+        return "Install Podman as root: `sudo apt-get install -y podman runc`."
+    return (
+        "Install Podman (https://podman.io/docs/installation) or Docker, and make sure `podman info` "
+        "or `docker info` works for this user."
+    )
+
+
+def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], list[str]]:
+    reasons = containers_conf_reasons(environ)
+    if not reasons:
+        return {}, []
+    note = f"applied {PROJECT_CONTAINERS_CONF} through CONTAINERS_CONF because " + " and ".join(reasons)
+    return {"CONTAINERS_CONF": str(PROJECT_CONTAINERS_CONF)}, [note]
+
+
+def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline_s: float = 20.0) -> tuple[str, subprocess.Popen]:
+    """Start `podman system service` on a socket private to this run and wait until it answers."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else tempfile.gettempdir()))
+    sock_dir = base / "aidb-gate"
+    sock_dir.mkdir(parents=True, exist_ok=True)
+    sock = sock_dir / f"podman-{run_id}.sock"
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()
+    log = open(sock_dir / f"podman-{run_id}.log", "wb")  # noqa: SIM115 - lives as long as the service
+    proc = subprocess.Popen(
+        [podman, "system", "service", "--time=0", _socket_url(str(sock))],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = _socket_url(str(sock))
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            log.close()
+            tail = (sock_dir / f"podman-{run_id}.log").read_text(errors="replace")[-800:]
+            raise EngineError(
+                f"`podman system service` exited at once with code {proc.returncode}: {tail.strip()} "
+                "Check that `podman info` works as this user."
+            )
+        if sock.exists() and _ping(url, timeout=2):
+            return url, proc
+        time.sleep(0.1)
+    proc.terminate()
+    raise EngineError(
+        f"`podman system service` did not answer on {sock} within {deadline_s:.0f} s. "
+        "Run `podman system service --time=0` by hand to see why, or set DOCKER_HOST to a running engine."
+    )
+
+
+def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> Engine:
+    """The engine for this run; starts Podman's API service when Podman is installed but idle."""
+    conf_env, notes = _conf_env(environ)
+    tried = []
+    for origin, url in candidate_hosts(environ):
+        answer = _ping(url)
+        if answer:
+            kind, version = answer
+            return Engine(kind, url, version, _cli_for(kind), conf_env if kind == "podman" else {}, notes=notes)
+        tried.append(f"{origin} {url} did not answer")
+        if origin == "DOCKER_HOST":
+            raise EngineError(
+                f"DOCKER_HOST is set to {url}, but no engine answers there. Start the engine behind it "
+                "(for Podman: `podman system service --time=0 " + url + " &`) or unset DOCKER_HOST."
+            )
+    podman = _cli_for("podman")
+    if podman:
+        env = {**os.environ, **conf_env}
+        url, proc = start_podman_service(podman, env, run_id)
+        kind, version = _ping(url) or ("podman", "?")
+        return Engine(kind, url, version, podman, conf_env, started=proc, notes=notes)
+    detail = "; ".join(tried) if tried else "no DOCKER_HOST, no Podman or Docker socket, and no podman binary on PATH"
+    raise EngineError(f"No container engine found ({detail}). {_install_hint()}")
+
+
+def doctor(run_id: str = "doctor") -> tuple[bool, list[str]]:
+    """A human-readable check of the engine set-up: (all good, lines)."""
+    lines: list[str] = []
+    ok = True
+    for tool in ("podman", "docker", "runc", "debootstrap"):
+        path = shutil.which(tool)
+        lines.append(f"{'ok ' if path else '-- '} {tool}: {path or 'not found'}")
+    reasons = containers_conf_reasons()
+    if reasons:
+        lines.append(f"ok  host needs Podman settings ({'; '.join(reasons)}): the gate applies {PROJECT_CONTAINERS_CONF}")
+    elif os.environ.get("CONTAINERS_CONF"):
+        lines.append(f"ok  CONTAINERS_CONF={os.environ['CONTAINERS_CONF']} (yours, respected)")
+    try:
+        engine = connect(run_id)
+    except Exception as err:  # doctor reports, it never raises
+        ok = False
+        lines.append(f"ERR engine: {err}")
+        return ok, lines
+    try:
+        lines.append(f"ok  engine: {engine.description}")
+        lines.extend(f"ok  {n}" for n in engine.notes)
+        check = _smoke_run(engine)
+        if check:
+            ok = False
+            lines.append(f"ERR {check}")
+        else:
+            lines.append("ok  a container can be created and started")
+    finally:
+        engine.close()
+    if engine.kind == "podman" and not shutil.which("runc") and reasons:
+        ok = False
+        lines.append("ERR runc is missing but this host needs it: `apt-get install -y runc`")
+    return ok, lines
+
+
+def _smoke_run(engine: Engine) -> str | None:
+    """Run `true` in any local image; None when that works, else what failed."""
+    client = engine.docker_client()
+    try:
+        images = [t for img in client.images.list() for t in img.tags]
+        if not images:
+            return None  # nothing local to try yet; `make gate` builds the images
+        try:
+            out = client.containers.run(images[0], ["true"], remove=True, labels={"aidb-gate.run": "doctor"})
+            del out
+        except Exception as err:
+            return f"starting a container from {images[0]} failed: {err}"
+        return None
+    finally:
+        client.close()

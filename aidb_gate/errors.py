@@ -1,0 +1,42 @@
+"""The gate's user-facing errors.
+
+Every error a user can cause (no engine, no Containerfile, a bad configuration value, an image
+that cannot be found, a build that fails) is a `GateError` whose message is one paragraph that
+says what is wrong and what to do. The plugin turns these into a short pytest error, never a
+traceback from deep inside docker-py.
+"""
+
+from __future__ import annotations
+
+
+class GateError(Exception):
+    """A problem the user can fix; `str(err)` is the whole explanation."""
+
+    #: The gate stage the error belongs to, for the report's stage table.
+    stage: str = "config"
+
+    def __init__(self, message: str, *, stage: str | None = None, evidence: dict[str, str] | None = None):
+        super().__init__(message)
+        if stage:
+            self.stage = stage
+        self.evidence = evidence or {}
+
+
+class ConfigError(GateError):
+    stage = "config"
+
+
+class EngineError(GateError):
+    stage = "engine"
+
+
+class ImageError(GateError):
+    stage = "images"
+
+
+class BuildError(GateError):
+    stage = "build"
+
+
+class StageFailed(GateError):
+    """A stage the current test depends on failed earlier; the test cannot pass."""

@@ -1,0 +1,181 @@
+"""health: the health contract as pure checks over HTTP responses.
+
+Guarantees: each check takes a `Reply` (status, headers, body, time) and returns a list of
+problems in plain words - empty means the contract holds. Nothing here talks to a container,
+so the same checks serve the suites, the CLI and the unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+
+PROBE_STATUSES = {"healthy", "degraded", "unhealthy", "unknown"}
+DEPENDENCY_KEYS = {"name", "status", "critical", "message", "error"}
+
+
+@dataclass
+class Reply:
+    """One HTTP exchange, reduced to what the checks judge."""
+
+    method: str
+    path: str
+    status: int
+    text: str
+    content_type: str
+    elapsed_ms: float
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+    def describe(self) -> str:
+        body = self.text if len(self.text) <= 600 else self.text[:600] + "..."
+        return f"{self.method} {self.path} -> {self.status} in {self.elapsed_ms:.0f} ms: {body}"
+
+
+def call(base_url: str, path: str, method: str = "GET", timeout_s: float = 10.0, **kwargs: Any) -> Reply:
+    begin = time.monotonic()
+    resp = requests.request(method, base_url + path, timeout=timeout_s, **kwargs)
+    elapsed = (time.monotonic() - begin) * 1000
+    return Reply(method, path, resp.status_code, resp.text, resp.headers.get("content-type", ""), elapsed)
+
+
+def check_status(reply: Reply, expected: int | set[int]) -> list[str]:
+    allowed = {expected} if isinstance(expected, int) else expected
+    if reply.status not in allowed:
+        want = " or ".join(str(s) for s in sorted(allowed))
+        return [f"{reply.method} {reply.path} returned {reply.status}, expected {want}"]
+    return []
+
+
+def check_budget(reply: Reply, budget_ms: float) -> list[str]:
+    if reply.elapsed_ms > budget_ms:
+        return [f"{reply.path} took {reply.elapsed_ms:.0f} ms, over the {budget_ms:.0f} ms response budget"]
+    return []
+
+
+def _is_iso8601(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+def check_probe_body(reply: Reply, check_type: str, statuses: set[str] | None = None) -> list[str]:
+    """The probe body is upstream's HealthCheckResult.to_dict() with the right check_type."""
+    body = reply.json
+    where = f"{reply.path}"
+    if not isinstance(body, dict):
+        return [f"{where} did not return a JSON object: {reply.text[:200]!r}"]
+    problems = []
+    status = body.get("status")
+    if status not in PROBE_STATUSES:
+        problems.append(f"{where}: `status` is {status!r}, expected one of {sorted(PROBE_STATUSES)}")
+    elif statuses and status not in statuses:
+        problems.append(f"{where}: `status` is {status!r}, expected {' or '.join(sorted(statuses))}")
+    if body.get("check_type") != check_type:
+        problems.append(f"{where}: `check_type` is {body.get('check_type')!r}, expected {check_type!r}")
+    if not isinstance(body.get("message"), str):
+        problems.append(f"{where}: `message` must be a string")
+    if not isinstance(body.get("details"), dict):
+        problems.append(f"{where}: `details` must be an object")
+    if not _is_iso8601(body.get("timestamp")):
+        problems.append(f"{where}: `timestamp` must be ISO-8601, got {body.get('timestamp')!r}")
+    duration = body.get("duration_ms")
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration < 0:
+        problems.append(f"{where}: `duration_ms` must be a non-negative number, got {duration!r}")
+    return problems
+
+
+def dependency_entries(reply: Reply) -> list[dict[str, Any]]:
+    body = reply.json if isinstance(reply.json, dict) else {}
+    deps = (body.get("details") or {}).get("dependencies")
+    return deps if isinstance(deps, list) else []
+
+
+def find_dependency(entries: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The entry for a gate dependency name; `postgres` matches `postgresql` or `PostgreSQL DB`."""
+    for entry in entries:
+        if isinstance(entry, dict) and name.lower() in str(entry.get("name", "")).lower():
+            return entry
+    return None
+
+
+def check_readiness_dependencies(reply: Reply, expected: dict[str, bool]) -> list[str]:
+    """Readiness lists every dependency with the contract's keys and the configured criticality."""
+    entries = dependency_entries(reply)
+    if not entries:
+        return [f"{reply.path}: `details.dependencies` must list the dependencies, got {reply.text[:300]!r}"]
+    problems = []
+    for entry in entries:
+        missing = DEPENDENCY_KEYS - set(entry) if isinstance(entry, dict) else DEPENDENCY_KEYS
+        if missing:
+            problems.append(f"{reply.path}: dependency entry {entry!r} lacks {sorted(missing)}")
+    for name, critical in expected.items():
+        entry = find_dependency(entries, name)
+        if entry is None:
+            listed = [e.get("name") for e in entries if isinstance(e, dict)]
+            problems.append(f"{reply.path}: dependency `{name}` is not listed (listed: {listed})")
+        elif entry.get("critical") is not critical:
+            problems.append(f"{reply.path}: `{name}` has critical={entry.get('critical')!r}, the contract says {critical}")
+    return problems
+
+
+def check_dependency_status(reply: Reply, name: str, status: str) -> list[str]:
+    entry = find_dependency(dependency_entries(reply), name)
+    if entry is None:
+        return [f"{reply.path}: dependency `{name}` is not listed"]
+    if entry.get("status") != status:
+        return [f"{reply.path}: `{name}` is {entry.get('status')!r} ({entry.get('message')!r}), expected {status!r}"]
+    return []
+
+
+def check_detailed(reply: Reply) -> list[str]:
+    body = reply.json
+    if not isinstance(body, dict):
+        return [f"{reply.path} did not return a JSON object: {reply.text[:200]!r}"]
+    problems = []
+    if not isinstance(body.get("service"), str) or not body.get("service"):
+        problems.append(f"{reply.path}: `service` must name the service, got {body.get('service')!r}")
+    if body.get("startup_complete") is not True:
+        problems.append(f"{reply.path}: `startup_complete` must be true once started, got {body.get('startup_complete')!r}")
+    return problems
+
+
+def check_legacy(reply: Reply, healthy: bool = True) -> list[str]:
+    body = reply.json
+    if not isinstance(body, dict):
+        return [f"{reply.path} did not return a JSON object: {reply.text[:200]!r}"]
+    want = "ok" if healthy else "error"
+    if body.get("status") not in ("ok", "error"):
+        return [f"{reply.path}: `status` must be \"ok\" or \"error\", got {body.get('status')!r}"]
+    if body.get("status") != want:
+        return [f"{reply.path}: `status` is {body.get('status')!r} while the stack is healthy"]
+    return []
+
+
+def check_metrics(reply: Reply) -> list[str]:
+    """A Prometheus text exposition that prometheus_client's own parser accepts, with samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if not reply.content_type.startswith("text/plain"):
+        return [f"{reply.path}: content-type is {reply.content_type!r}, expected text/plain (Prometheus text format)"]
+    try:
+        families = list(text_string_to_metric_families(reply.text))
+    except Exception as err:
+        return [f"{reply.path}: not Prometheus text format ({err})"]
+    if not any(f.samples for f in families):
+        return [f"{reply.path}: no samples exposed"]
+    return []

@@ -1,0 +1,210 @@
+"""images: provision every image a run needs - local, else pulled, else built from a recipe.
+
+Guarantees: a dependency's configured image is used when it is present locally or can be
+pulled; otherwise the recipe under fixtures/images/ is built on a debootstrap base image. A
+recipe image is tagged with the hash of its recipe (and of its base image), so it is rebuilt
+only when the recipe changes, and two runs agree on the tag. The result says which source was
+used, for the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aidb_gate.engine import Engine
+from aidb_gate.errors import ImageError
+
+RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
+HASH_LABEL = "aidb-gate.recipe-hash"
+IGNORED = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".venv"}
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ImageInfo:
+    """One provisioned image and how it came to be."""
+
+    role: str
+    ref: str
+    source: str  # "local", "pulled", "recipe (cached)", "recipe (built)"
+    image_id: str
+    seconds: float = 0.0
+    log_path: Path | None = None
+
+    @property
+    def is_official(self) -> bool:
+        return not self.source.startswith("recipe")
+
+
+def tree_hash(folder: Path, extra: str = "") -> str:
+    """sha256 over the relative paths and bytes of every file under folder (stable order)."""
+    h = hashlib.sha256(extra.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not IGNORED & set(p.parts)):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def image_id(engine: Engine, ref: str) -> str | None:
+    client = engine.docker_client()
+    try:
+        return client.images.get(ref).id
+    except Exception:
+        return None
+    finally:
+        client.close()
+
+
+def try_pull(engine: Engine, ref: str) -> tuple[str | None, str]:
+    """(image id, "") after a successful pull, else (None, why)."""
+    client = engine.docker_client(timeout=600)
+    try:
+        return client.images.pull(ref).id, ""
+    except Exception as err:
+        return None, str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+    finally:
+        client.close()
+
+
+def run_build(
+    engine: Engine,
+    context: Path,
+    tag: str,
+    log_path: Path,
+    *,
+    containerfile: Path | None = None,
+    build_args: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    ca_bundle: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, str]:
+    """`podman build` (or `docker build`) as production runs it; returns (exit code, log text).
+
+    Builds go through the CLI, not the API: it is what production runs, and only the CLI can
+    mount the host's CA bundle into RUN steps (podman-py's build has no volume parameter).
+    """
+    if engine.cli is None:
+        raise ImageError(
+            f"Building {tag} needs the `{engine.kind}` command, which is not on PATH. Install it, or "
+            "give a prebuilt image with --gate-image."
+        )
+    cmd = [engine.cli, "build", "-t", tag]
+    if containerfile:
+        cmd += ["-f", str(containerfile)]
+    for key, value in (build_args or {}).items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
+    if ca_bundle and engine.kind == "podman":
+        # A build arg, unlike --env, is not written into the image's config; the bundle is a
+        # read-only mount of RUN steps only.
+        cmd += ["-v", f"{ca_bundle}:/etc/ssl/certs/ca-certificates.crt:ro", "--build-arg", f"PIP_CERT={ca_bundle_target()}"]
+    cmd.append(str(context))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with log_path.open("w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, env=engine.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            lines.append(line)
+            if progress and line.startswith(("STEP ", "Step ")):
+                progress(line.strip()[:120])
+        code = proc.wait()
+    return code, "".join(lines)
+
+
+def ca_bundle_target() -> str:
+    return "/etc/ssl/certs/ca-certificates.crt"
+
+
+def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress | None = None) -> ImageInfo:
+    """The debootstrap base image, built only when missing or when its recipe changed."""
+    digest = tree_hash(BASE_SCRIPT.parent)[:12]
+    tag = f"{base_ref.rsplit(':', 1)[0]}:r-{digest}"
+    found = image_id(engine, tag)
+    if found:
+        _alias(engine, tag, base_ref)
+        return ImageInfo("base", tag, "recipe (cached)", found)
+    if engine.kind != "podman" or engine.cli is None:
+        raise ImageError(
+            f"The base image {base_ref} is missing and only Podman can build it here (debootstrap + "
+            "`podman import`). Install Podman, or configure images you can pull."
+        )
+    if progress:
+        progress(f"building base image {tag} with debootstrap (about a minute, once)")
+    start = time.monotonic()
+    log_path = log_dir / "build-base.log"
+    with log_path.open("w") as log:
+        proc = subprocess.run(
+            ["bash", str(BASE_SCRIPT), engine.cli, tag, digest],
+            env=engine.env(), stdout=log, stderr=subprocess.STDOUT, check=False,
+        )
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-1500:]
+        raise ImageError(
+            f"Building the base image {tag} failed (exit {proc.returncode}). Last lines of {log_path}:\n{tail}\n"
+            "debootstrap needs root and a reachable Debian mirror; `make gate` installs it."
+        )
+    _alias(engine, tag, base_ref)
+    return ImageInfo("base", tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)
+
+
+def _alias(engine: Engine, source: str, alias: str) -> None:
+    if alias != source and engine.cli:
+        subprocess.run([engine.cli, "tag", source, alias], env=engine.env(), capture_output=True, check=False)
+
+
+def provision(
+    engine: Engine,
+    role: str,
+    configured: str,
+    recipe: str,
+    base: Callable[[], ImageInfo],
+    log_dir: Path,
+    ca_bundle: Path | None = None,
+    progress: Progress | None = None,
+) -> ImageInfo:
+    """The image for one dependency: configured ref if local or pullable, else its recipe."""
+    start = time.monotonic()
+    found = image_id(engine, configured)
+    if found:
+        return ImageInfo(role, configured, "local", found)
+    pulled, why = try_pull(engine, configured)
+    if pulled:
+        return ImageInfo(role, configured, "pulled", pulled, time.monotonic() - start)
+    if not recipe:
+        raise ImageError(
+            f"The {role} image {configured} is not present locally and cannot be pulled ({why}), and no recipe "
+            f"is configured to build it. Pull or load it (`podman pull {configured}`), or set "
+            f"`dependencies.{role}.recipe`."
+        )
+    folder = RECIPES / recipe
+    if not (folder / "Containerfile").is_file():
+        raise ImageError(f"The recipe for {role} is missing: {folder}/Containerfile does not exist.")
+    base_info = base()
+    digest = tree_hash(folder, extra=base_info.image_id)[:12]
+    tag = f"localhost/aidb-gate/{recipe}:r-{digest}"
+    found = image_id(engine, tag)
+    if found:
+        return ImageInfo(role, tag, "recipe (cached)", found)
+    if progress:
+        progress(f"{role}: {configured} cannot be pulled ({why}); building recipe {folder.name} as {tag}")
+    log_path = log_dir / f"build-{role}.log"
+    code, text = run_build(
+        engine, folder, tag, log_path,
+        build_args={"BASE_IMAGE": base_info.ref}, labels={HASH_LABEL: digest},
+        ca_bundle=ca_bundle, progress=progress,
+    )
+    if code != 0:
+        tail = "".join(text.splitlines(keepends=True)[-25:])
+        raise ImageError(f"Building the {role} recipe image {tag} failed (exit {code}). Last lines of {log_path}:\n{tail}")
+    return ImageInfo(role, tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)

@@ -1,0 +1,138 @@
+"""imports: every module of the app imports inside the image, with the image's own interpreter.
+
+Guarantees: each module is imported in a fresh interpreter process, one at a time, in the
+image's WORKDIR, with the service's environment but no dependency reachable (the container
+has no network), so a module that needs a live dependency at import time is itself a finding.
+`pip check` runs where pip exists. Failures carry the traceback and, for a missing package,
+the distribution to add.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from aidb_gate.core import api
+from aidb_gate.engine import Engine
+
+#: Import names whose distribution on PyPI is named differently.
+DISTRIBUTIONS = {
+    "yaml": "PyYAML", "PIL": "Pillow", "cv2": "opencv-python", "sklearn": "scikit-learn",
+    "dotenv": "python-dotenv", "jwt": "PyJWT", "bs4": "beautifulsoup4", "dateutil": "python-dateutil",
+    "psycopg2": "psycopg2-binary", "google.protobuf": "protobuf", "jose": "python-jose",
+    "multipart": "python-multipart", "magic": "python-magic", "Crypto": "pycryptodome",
+    "OpenSSL": "pyOpenSSL", "attr": "attrs", "pkg_resources": "setuptools", "zmq": "pyzmq",
+}
+
+# Runs inside the image: lists the top-level modules of the working directory (unless given)
+# and imports each in its own interpreter, printing one JSON line per module.
+DRIVER = r"""
+import json, os, subprocess, sys
+mods = sys.argv[1:] or sorted(f[:-3] for f in os.listdir(".")
+                              if f.endswith(".py") and f != "setup.py" and f[:-3].isidentifier())
+print(json.dumps({"cwd": os.getcwd(), "python": sys.version.split()[0], "modules": mods}), flush=True)
+for m in mods:
+    try:
+        p = subprocess.run([sys.executable, "-c", "import " + m], capture_output=True, text=True, timeout=120)
+        code, err = p.returncode, p.stderr
+    except subprocess.TimeoutExpired:
+        code, err = -1, "import did not finish within 120 s (blocked on a dependency at import time?)"
+    print(json.dumps({"module": m, "code": code, "stderr": err[-6000:]}), flush=True)
+"""
+
+
+@dataclass
+class ModuleImport:
+    module: str
+    ok: bool
+    traceback: str = ""
+
+    @property
+    def cause(self) -> str:
+        return explain_import_error(self.traceback) if not self.ok else ""
+
+
+@dataclass
+class ImportReport:
+    """The outcome of the imports stage for one image."""
+
+    interpreter: str = ""
+    python_version: str = ""
+    workdir: str = ""
+    modules: list[ModuleImport] = field(default_factory=list)
+    pip_check: str | None = None  # None: pip not in the image
+    pip_check_ok: bool = True
+    error: str = ""
+
+    @property
+    def failed(self) -> list[ModuleImport]:
+        return [m for m in self.modules if not m.ok]
+
+
+def explain_import_error(traceback: str) -> str:
+    """One line: what failed to import and what to do, read from the traceback's last lines."""
+    missing = re.findall(r"ModuleNotFoundError: No module named '([^']+)'", traceback)
+    if missing:
+        name = missing[-1]
+        top = name.split(".")[0]
+        dist = DISTRIBUTIONS.get(name) or DISTRIBUTIONS.get(top) or top
+        return (f"module `{name}` is not installed in the image: add the distribution `{dist}` to the "
+                "requirements the Containerfile installs (or fix the import if it is a local module)")
+    symbol = re.findall(r"ImportError: cannot import name '([^']+)' from '([^']+)'", traceback)
+    if symbol:
+        name, module = symbol[-1]
+        return (f"`{module}` has no `{name}`: the code imports a symbol that this version of `{module}` "
+                "does not define (renamed, removed, or a version mismatch)")
+    last = [ln for ln in traceback.strip().splitlines() if ln.strip()]
+    return f"import raised {last[-1].strip()}" if last else "import failed with no output"
+
+
+def find_interpreter(engine: Engine, image: str, configured: str, labels: dict[str, str]) -> str | None:
+    for candidate in [configured] if configured else ["python3", "python"]:
+        try:
+            code, out, _ = run_py(engine, image, candidate, ["-c", "print('ok')"], {}, labels)
+        except Exception:
+            continue
+        if code == 0 and "ok" in out:
+            return candidate
+    return None
+
+
+def run_py(engine: Engine, image: str, interp: str, args: list[str], env: dict[str, str],
+           labels: dict[str, str]) -> tuple[int, str, str]:
+    return api.run_once(engine, image, [interp, *args], env=env, labels=labels)
+
+
+def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[str, str],
+                  modules: tuple[str, ...] = (), interpreter: str = "", pip_check: bool = True) -> ImportReport:
+    report = ImportReport()
+    interp = find_interpreter(engine, image, interpreter, labels)
+    if interp is None:
+        tried = interpreter or "python3, python"
+        report.error = (f"No Python interpreter ({tried}) runs in {image}. Set `imports.interpreter` to the "
+                        "image's interpreter, or install Python in the image.")
+        return report
+    report.interpreter = interp
+    code, out, err = run_py(engine, image, interp, ["-c", DRIVER, *modules], env, labels)
+    for line in out.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if "modules" in row:
+            report.workdir, report.python_version = row["cwd"], row["python"]
+        elif "module" in row:
+            report.modules.append(ModuleImport(row["module"], row["code"] == 0, row["stderr"]))
+    if code != 0 and not report.modules:
+        report.error = f"the import driver failed (exit {code}): {(err or out).strip()[-1500:]}"
+    elif not report.modules:
+        report.error = (f"no Python modules found in the image's working directory {report.workdir or '?'}. "
+                        "Set WORKDIR in the Containerfile to the app's folder, or list `imports.modules`.")
+    if pip_check:
+        has_pip, _, _ = run_py(engine, image, interp, ["-m", "pip", "--version"], {}, labels)
+        if has_pip == 0:
+            pcode, pout, perr = run_py(engine, image, interp, ["-m", "pip", "check"], {}, labels)
+            report.pip_check = (pout + perr).strip()
+            report.pip_check_ok = pcode == 0
+    return report

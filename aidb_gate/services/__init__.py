@@ -1,0 +1,87 @@
+"""services: one module per backing service, each starting it with testcontainers.
+
+Every module exposes `start(run, network, image, dep, log_dir) -> Dependency`. The returned
+`Dependency` gives the in-network endpoint the target's environment is rendered from, the
+host-side port for the tests, and the log follower for the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aidb_gate.config import DependencyConfig
+from aidb_gate.core.container import LOOPBACK, LogFollower, host_port, publish_on_loopback
+from aidb_gate.core.run import Run
+from aidb_gate.errors import GateError
+from aidb_gate.images import ImageInfo
+
+
+@dataclass
+class Dependency:
+    """A running backing service of the stack."""
+
+    name: str
+    container: Any  # a testcontainers DockerContainer
+    image: ImageInfo
+    config: DependencyConfig
+    log: LogFollower
+    ready_s: float
+    secrets: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def alias(self) -> str:
+        return self.name
+
+    @property
+    def container_id(self) -> str:
+        return self.container.get_container_id()
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def host_port(self) -> int:
+        return host_port(self.container, self.config.port)
+
+    def endpoint(self) -> dict[str, str]:
+        """What the target's env templates may name: `{postgres.host}` and friends."""
+        values = {
+            "host": self.alias,
+            "port": str(self.config.port),
+            "critical": "true" if self.config.critical else "false",
+            **self.extra,
+            **self.secrets,
+        }
+        return values
+
+
+def start_container(container: Any, run: Run, network: Any, dep: DependencyConfig, image: ImageInfo,
+                    log_dir: Path, **fields: Any) -> Dependency:
+    """Wire a testcontainers container into the run (network alias, loopback port), start it
+    with its own wait strategy, and follow its logs."""
+    container.with_network(network).with_network_aliases(dep.name)
+    publish_on_loopback(container, dep.port)
+    begin = time.monotonic()
+    try:
+        container.start()
+    except Exception as err:
+        wrapped = getattr(container, "_container", None)
+        tail = ""
+        if wrapped is not None:
+            tail = LogFollower(wrapped, log_dir / f"{dep.name}.log", run.redactor).snapshot()[-2000:]
+        raise GateError(
+            f"The {dep.name} dependency ({image.ref}, {image.source}) did not become ready: "
+            f"{run.redactor(str(err)).strip()[:500]}. Its log ends with:\n{tail or '(no output)'}",
+            stage="dependencies",
+        ) from None
+    follower = LogFollower(container.get_wrapped_container(), log_dir / f"{dep.name}.log", run.redactor).start()
+    return Dependency(dep.name, container, image, dep, follower, time.monotonic() - begin, **fields)
+
+
+def labelled_kwargs(run: Run, role: str) -> dict[str, Any]:
+    return {"labels": run.labels(role), "name": run.name(role)}

@@ -1,0 +1,235 @@
+"""session: one gate run's state, computed once and in pipeline order.
+
+Guarantees: each step (engine, images, build, imports, stack, boot) runs at most once per
+run, is timed into the stage book, and is cleaned up by `close()`, which removes everything
+labelled with the run - on success, failure and Ctrl-C alike - unless the user asked to keep
+the stack. The pytest fixtures and the CLI are thin callers of this class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aidb_gate import diagnose
+from aidb_gate.boot import Boot, boot_target
+from aidb_gate.build import BuildResult, build_target, find_containerfile
+from aidb_gate.config import GateConfig
+from aidb_gate.core.container import configure_testcontainers
+from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
+from aidb_gate.core.run import Run
+from aidb_gate.engine import Engine, connect
+from aidb_gate.errors import GateError
+from aidb_gate.images import ImageInfo
+from aidb_gate.imports import ImportReport, check_imports
+from aidb_gate.report import StageBook
+from aidb_gate.stack import BaseImage, Stack, provision_images, start_stack
+
+
+class GateSession:
+    """Lazily runs the gate's pipeline for one run and remembers every result and log."""
+
+    def __init__(self, cfg: GateConfig, progress: Callable[[str], None] | None = None, run: Run | None = None):
+        self.cfg = cfg
+        self.run = run or Run()
+        self.progress = progress or (lambda _msg: None)
+        self.log_dir: Path = cfg.reports_dir / "logs"
+        self.stages = StageBook()
+        self.engine: Engine | None = None
+        self._base: BaseImage | None = None
+        self._cache: dict[str, Any] = {}
+        self.api_key = self.run.secret()
+        self.reaped: Sweep | None = None
+
+    @contextmanager
+    def _stage(self, name: str):
+        begin = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.stages.record(name, time.monotonic() - begin, ok)
+
+    def _once(self, key: str, stage: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            with self._stage(stage):
+                try:
+                    self._cache[key] = make()
+                except GateError as err:
+                    self._cache[key] = err
+                    raise
+        value = self._cache[key]
+        if isinstance(value, GateError):
+            raise value
+        return value
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Input errors that make the whole run pointless, found before anything starts."""
+        if not self.cfg.image:
+            assert self.cfg.target is not None
+            find_containerfile(self.cfg.target, self.cfg.containerfile)
+
+    def connect(self) -> Engine:
+        if self.engine is None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with self._stage("engine"):
+                self.engine = connect(self.run.id)
+                configure_testcontainers(self.engine.docker_host)
+                client = self.engine.docker_client()
+                try:
+                    self.reaped = reap_dead_runs(client, keep_run=self.run.id)
+                finally:
+                    client.close()
+            self.progress(f"engine: {self.engine.description}; run {self.run.id}")
+            for note in self.engine.notes:
+                self.progress(note)
+            if self.reaped and self.reaped.total:
+                self.progress(f"removed {self.reaped.total} resource(s) left by dead runs")
+        return self.engine
+
+    def base(self) -> BaseImage:
+        if self._base is None:
+            self._base = BaseImage(self.connect(), self.cfg, self.log_dir, self.progress)
+        return self._base
+
+    def dependency_images(self) -> dict[str, ImageInfo]:
+        return self._once("images", "images", lambda: provision_images(
+            self.connect(), self.cfg, self.log_dir, self.base(), self.progress))
+
+    def base_ref(self) -> str | None:
+        """The base image for recipes and for targets that declare `ARG BASE_IMAGE`."""
+        if self.cfg.image:
+            return None
+        return self._once("base", "images", lambda: self.base()().ref)
+
+    def build(self) -> BuildResult:
+        # Earlier steps run outside this stage's clock, so each stage's time is its own.
+        engine, base_ref = self.connect(), self.base_ref()
+        result = self._once("build", "build", lambda: build_target(engine, self.cfg, self.log_dir, base_ref,
+                                                                 self.progress))
+        if not result.ok:
+            self.stages.mark_failed("build")
+        return result
+
+    def target_image(self) -> str:
+        result = self.build()
+        if not result.ok:
+            raise GateError(
+                f"The image did not build (exit {result.exit_code}), so this stage cannot run. "
+                f"Last lines of {result.log_path}:\n{result.log_tail}",
+                stage="build",
+            )
+        return result.ref
+
+    def import_env(self) -> dict[str, str]:
+        """The service's environment with every dependency pointing at a host that is not there."""
+        fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
+                         "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
+                         "critical": str(d.critical).lower()} for d in self.cfg.enabled_dependencies}
+        return self.cfg.render_env(fake, self.api_key)
+
+    def imports(self) -> ImportReport:
+        image = self.target_image()
+
+        def make() -> ImportReport:
+            self.progress("imports: importing every module inside the image")
+            return check_imports(self.connect(), image, self.import_env(), self.run.labels("imports"),
+                                 self.cfg.import_modules, self.cfg.import_interpreter, self.cfg.pip_check)
+
+        report = self._once("imports", "imports", make)
+        if report.error or report.failed or not report.pip_check_ok:
+            self.stages.mark_failed("imports")
+        return report
+
+    def stack(self) -> Stack:
+        images = self.dependency_images()
+        return self._once("stack", "dependencies",
+                          lambda: start_stack(self.run, self.cfg, images, self.log_dir, self.progress))
+
+    def target_env(self) -> dict[str, str]:
+        return self.stack().target_env(self.cfg, self.api_key)
+
+    def boot(self) -> Boot:
+        image, stack, env = self.target_image(), self.stack(), self.target_env()
+
+        def make() -> Boot:
+            self.progress(f"booting {image}")
+            return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir)
+
+        boot = self._once("boot", "boot", make)
+        if not boot.ready:
+            self.stages.mark_failed("boot")
+        return boot
+
+    def boot_diagnosis(self) -> diagnose.Diagnosis:
+        boot = self.boot()
+        if "diagnosis" not in self._cache:
+            stack = self.stack()
+            dep_logs = {name: d.log.snapshot() for name, d in stack.deps.items()}
+            provided = {name: d.endpoint() for name, d in stack.deps.items()}
+            self._cache["diagnosis"] = diagnose.explain_boot(self.connect(), boot, self.cfg.port, dep_logs, provided)
+        return self._cache["diagnosis"]
+
+    def service_url(self) -> str:
+        boot = self.boot()
+        if not boot.ready:
+            raise GateError(f"The service did not become ready, so this stage cannot run: "
+                            f"{self.boot_diagnosis().verdict}", stage="boot")
+        return boot.url
+
+    # -- evidence and clean-up ----------------------------------------------------------------
+
+    def evidence(self) -> dict[str, Any]:
+        """What a reviewer needs next to a failure: versions, image ids, sources, log files."""
+        facts: dict[str, Any] = {"run": self.run.id}
+        if self.engine:
+            facts["engine"] = self.engine.description
+        images = self._cache.get("images")
+        if isinstance(images, dict):
+            facts["images"] = {k: f"{v.ref} ({v.source}, {v.image_id[:19]})" for k, v in images.items()}
+        build = self._cache.get("build")
+        if isinstance(build, BuildResult):
+            facts["target image"] = f"{build.ref} ({build.image_id[:19]})"
+        facts["logs"] = sorted(str(p) for p in self.log_dir.glob("*.log")) if self.log_dir.exists() else []
+        return facts
+
+    def keep_instructions(self) -> str:
+        lines = [f"--gate-keep: the stack of run {self.run.id} is still running."]
+        boot = self._cache.get("boot")
+        if isinstance(boot, Boot) and boot.ready:
+            lines.append(f"  service: {boot.url}  (API key: see AIDB_API_KEY in `podman inspect "
+                         f"{self.run.name('target')}`)")
+        stack = self._cache.get("stack")
+        if isinstance(stack, Stack):
+            for name, dep in stack.deps.items():
+                lines.append(f"  {name}: 127.0.0.1:{dep.host_port}  (container {self.run.name(name)})")
+        lines.append(f"  remove it with: aidb-gate clean --run {self.run.id}")
+        return "\n".join(lines)
+
+    def close(self) -> Sweep | None:
+        """Remove everything this run made (unless kept) and stop an engine service we started."""
+        if self.engine is None:
+            return None
+        sweep = None
+        for key in ("boot", "stack"):
+            value = self._cache.get(key)
+            if isinstance(value, Boot):
+                value.log.snapshot()
+            if isinstance(value, Stack):
+                for dep in value.deps.values():
+                    dep.log.snapshot()
+        if not self.cfg.keep:
+            client = self.engine.docker_client()
+            try:
+                sweep = remove_run_quietly(client, self.run.id)
+            finally:
+                client.close()
+        # Containers outlive the API service, so a kept stack survives this too.
+        self.engine.close()
+        return sweep

@@ -1,0 +1,93 @@
+"""stack: the run's images, network and dependencies, started concurrently.
+
+Guarantees: every enabled dependency's image is provisioned (independent builds run side by
+side; the base image is built at most once), one labelled network is made for the run, and
+the dependencies start at the same time, each with its own testcontainers wait strategy. The
+target's environment is rendered from the running dependencies' endpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aidb_gate.config import GateConfig
+from aidb_gate.core.network import run_network
+from aidb_gate.core.run import Run
+from aidb_gate.engine import Engine
+from aidb_gate.errors import GateError
+from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
+from aidb_gate.services import Dependency, postgres, qdrant, redis
+
+SERVICES = {"postgres": postgres, "redis": redis, "qdrant": qdrant}
+
+
+class BaseImage:
+    """The debootstrap base, built at most once per run even when several builds ask at once."""
+
+    def __init__(self, engine: Engine, cfg: GateConfig, log_dir: Path, progress: Progress | None):
+        self._args = (engine, cfg.base_image, log_dir, progress)
+        self._lock = threading.Lock()
+        self._info: ImageInfo | None = None
+
+    def __call__(self) -> ImageInfo:
+        with self._lock:
+            if self._info is None:
+                self._info = ensure_base(*self._args)
+            return self._info
+
+
+def provision_images(engine: Engine, cfg: GateConfig, log_dir: Path, base: BaseImage,
+                     progress: Progress | None = None) -> dict[str, ImageInfo]:
+    """An image for every enabled dependency, provisioned concurrently."""
+    deps = cfg.enabled_dependencies
+    for dep in deps:
+        if dep.name not in SERVICES:
+            raise GateError(f"`dependencies.{dep.name}` is not a service the gate knows "
+                            f"({', '.join(SERVICES)}); remove it or set enabled = false.", stage="config")
+    with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:
+        futures = {
+            d.name: pool.submit(provision, engine, d.name, d.image, d.recipe, base, log_dir, cfg.ca_bundle, progress)
+            for d in deps
+        }
+        return {name: f.result() for name, f in futures.items()}
+
+
+@dataclass
+class Stack:
+    """The running dependencies of one run, on the run's network."""
+
+    run: Run
+    network: Any
+    deps: dict[str, Dependency] = field(default_factory=dict)
+
+    def endpoints(self) -> dict[str, dict[str, str]]:
+        return {name: dep.endpoint() for name, dep in self.deps.items()}
+
+    def target_env(self, cfg: GateConfig, api_key: str) -> dict[str, str]:
+        return cfg.render_env(self.endpoints(), api_key)
+
+
+def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir: Path,
+                progress: Progress | None = None) -> Stack:
+    """Make the run's network and start every dependency at the same time."""
+    stack = Stack(run, run_network(run))
+    deps = [d for d in cfg.enabled_dependencies]
+    if progress:
+        progress("starting " + ", ".join(f"{d.name} ({images[d.name].source})" for d in deps))
+    with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:
+        futures = {
+            d.name: pool.submit(SERVICES[d.name].start, run, stack.network, images[d.name], d, log_dir) for d in deps
+        }
+        errors = []
+        for name, fut in futures.items():
+            try:
+                stack.deps[name] = fut.result()
+            except Exception as err:
+                errors.append(err)
+    if errors:
+        raise errors[0]
+    return stack

@@ -1,0 +1,60 @@
+"""Stage health: every endpoint of the health contract answers the right status and shape, in time."""
+
+from __future__ import annotations
+
+import pytest
+
+from aidb_gate import health
+
+pytestmark = [pytest.mark.p1, pytest.mark.health]
+
+
+def _judge(*problem_lists: list[str], reply: health.Reply) -> None:
+    problems = [p for group in problem_lists for p in group]
+    assert not problems, "; ".join(problems) + f"\n\n{reply.describe()}"
+
+
+def _get(base_url: str, path: str) -> health.Reply:
+    return health.call(base_url, path)
+
+
+def test_liveness(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["live"])
+    _judge(health.check_status(reply, 200), health.check_probe_body(reply, "liveness", {"healthy"}),
+           health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
+
+
+def test_readiness(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["ready"])
+    expected = {d.name: d.critical for d in gate_config.enabled_dependencies}
+    _judge(health.check_status(reply, 200), health.check_probe_body(reply, "readiness", {"healthy", "degraded"}),
+           health.check_readiness_dependencies(reply, expected),
+           health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
+
+
+def test_readiness_reports_dependency_healthy(base_url, gate_config, dependency_name):
+    reply = _get(base_url, gate_config.health["ready"])
+    _judge(health.check_dependency_status(reply, dependency_name, "healthy"), reply=reply)
+
+
+def test_startup_probe(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["startup"])
+    _judge(health.check_status(reply, 200), health.check_probe_body(reply, "startup", {"healthy"}),
+           health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
+
+
+def test_detailed_health(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["detailed"])
+    _judge(health.check_status(reply, 200), health.check_detailed(reply),
+           health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
+
+
+def test_legacy_health(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["legacy"])
+    _judge(health.check_status(reply, 200), health.check_legacy(reply, healthy=True),
+           health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
+
+
+def test_metrics(base_url, gate_config):
+    reply = _get(base_url, gate_config.health["metrics"])
+    _judge(health.check_status(reply, 200), health.check_metrics(reply), reply=reply)

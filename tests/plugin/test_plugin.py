@@ -1,0 +1,108 @@
+"""The plugin, run for real in a child pytest: clear errors, and nothing left running.
+
+These start the child with `-p plugins.gate` in a throw-away project whose configuration points
+at the bundled reference AIDB, so they exercise the same code path as `pytest -m p1`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "fixtures" / "aidb"
+
+
+def project(pytester: pytest.Pytester, config: str, test_body: str) -> None:
+    pytester.makepyprojecttoml(f"[tool.aidb-gate]\nreports_dir = \"reports\"\n{config}\n")
+    pytester.makepyfile(test_gate=f"import pytest\n\npytestmark = pytest.mark.p1\n\n{test_body}\n")
+
+
+def run_child(pytester: pytest.Pytester, *args: str, run_id: str | None = None) -> pytest.RunResult:
+    env_run = {"AIDB_GATE_RUN_ID": run_id} if run_id else {}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env_run.items():
+            mp.setenv(k, v)
+        return pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", *args, timeout=600)
+
+
+def leftovers(run_id: str) -> list[str]:
+    out = []
+    for kind in ("ps -a", "network ls", "volume ls"):
+        proc = subprocess.run(["podman", *kind.split(), "-q", "--filter", f"label=aidb-gate.run={run_id}"],
+                              capture_output=True, text=True, env={**os.environ, **_conf()}, check=False)
+        out += [f"{kind}: {line}" for line in proc.stdout.split()]
+    return out
+
+
+def _conf() -> dict[str, str]:
+    from aidb_gate.engine import _conf_env
+
+    return _conf_env(os.environ)[0]
+
+
+def test_a_bad_configuration_value_is_one_clear_error(pytester):
+    project(pytester, 'prot = 8091', "def test_x():\n    pass")
+    result = run_child(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "unknown key `prot`. Did you mean `port`?" in err
+    assert "Traceback" not in err + result.stdout.str()
+
+
+def test_a_missing_containerfile_is_one_clear_error(pytester, tmp_path):
+    empty = tmp_path / "service"
+    empty.mkdir()
+    project(pytester, f'target = "{empty}"', "def test_x(target_build):\n    pass")
+    result = run_child(pytester)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"No Containerfile or Dockerfile in {empty}" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+def test_a_run_leaves_no_labelled_resource_behind(pytester):
+    run_id = f"selftest-{uuid.uuid4().hex[:8]}"
+    project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false',
+            "def test_stack(stack):\n    assert stack.deps['postgres'].host_port > 0\n")
+    result = run_child(pytester, run_id=run_id)
+    result.assert_outcomes(passed=1)
+    assert leftovers(run_id) == []
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+def test_ctrl_c_mid_run_leaves_nothing_behind(pytester, tmp_path):
+    run_id = f"selftest-{uuid.uuid4().hex[:8]}"
+    ready, never = tmp_path / "ready", tmp_path / "never"
+    project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false', f"""
+import time
+from pathlib import Path
+
+def test_interrupted(stack):
+    Path({str(ready)!r}).write_text("up")
+    deadline = time.monotonic() + 120
+    while not Path({str(never)!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+""")
+    env = {**os.environ, "AIDB_GATE_RUN_ID": run_id}
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider"],
+                             cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ready.exists(), f"the child never reached the test: {child.communicate()[0][-3000:]}"
+    assert leftovers(run_id), "the running stack should be visible before the interrupt"
+    child.send_signal(signal.SIGINT)
+    output = child.communicate(timeout=120)[0]
+    assert child.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert leftovers(run_id) == [], output[-3000:]
