@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "legacy": "/health",
         "metrics": "/metrics",
     },
+    "faults": {"budget_s": 15.0, "actions": ["stop", "pause", "kill"]},
     "auth": {
         "enabled": True,
         "method": "POST",
@@ -143,6 +144,8 @@ class GateConfig:
     pip_check: bool
     health: dict[str, str]
     auth: dict[str, Any]
+    fault_budget_s: float
+    fault_actions: tuple[str, ...]
     dependencies: dict[str, DependencyConfig]
     env_templates: dict[str, str]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -331,6 +334,10 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
 
     positive("startup_timeout_s", m["startup_timeout_s"])
     positive("response_budget_ms", m["response_budget_ms"])
+    positive("faults.budget_s", m["faults"]["budget_s"])
+    unknown = set(m["faults"]["actions"]) - {"stop", "pause", "kill"}
+    if unknown:
+        raise ConfigError(f"{origin}: `faults.actions` may hold stop, pause and kill; {sorted(unknown)} is not one of them.")
     if not 1 <= m["port"] <= 65535:
         raise ConfigError(f"{origin}: `port` must be a TCP port (1-65535), got {m['port']}.")
 
@@ -387,6 +394,8 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
         pip_check=m["imports"]["pip_check"],
         health=dict(m["health"]),
         auth=dict(m["auth"]),
+        fault_budget_s=float(m["faults"]["budget_s"]),
+        fault_actions=tuple(m["faults"]["actions"]),
         dependencies=deps,
         env_templates=dict(m["env"]),
         raw=m,

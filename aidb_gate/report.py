@@ -7,6 +7,7 @@ XML) goes through one `Redactor`, which knows every secret the run made.
 from __future__ import annotations
 
 import html
+import json
 import threading
 from pathlib import Path
 
@@ -160,3 +161,13 @@ def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) ->
                         for k, v in verdicts.items())
         parts.append(f"<h3>Verdicts</h3><ul>{items}</ul>")
     return parts
+
+
+def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int) -> None:
+    """The machine-readable verdict of a run, written atomically."""
+    data = {"exit_status": exit_status, "first_failure": stages.first_failure(), "stages": stages.rows(),
+            "verdicts": verdicts, "evidence": evidence}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

@@ -109,6 +109,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pytest.exit(f"aidb-gate: {err}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """reports/summary.json: the stage table and verdicts, for CI and the corpus self-tests."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is None or not gate.stages.rows():
+        return
+    reporting.write_summary(gate.cfg.reports_dir / "summary.json", gate.stages, gate.evidence(),
+                            session.config.stash[VERDICTS], int(exitstatus))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     gate = config.stash.get(SESSION, None)
     if gate is None:

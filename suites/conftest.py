@@ -12,3 +12,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dependency_name" in metafunc.fixturenames:
         cfg = metafunc.config.stash[SESSION].cfg
         metafunc.parametrize("dependency_name", [d.name for d in cfg.enabled_dependencies])
+    if "fault_action" in metafunc.fixturenames:
+        cfg = metafunc.config.stash[SESSION].cfg
+        metafunc.parametrize("fault_action", list(cfg.fault_actions))

@@ -1,6 +1,8 @@
 """services: one module per backing service, each starting it with testcontainers.
 
-Every module exposes `start(run, network, image, dep, log_dir) -> Dependency`. The returned
+Every module exposes `start(run, network, image, dep, log_dir, role=None) -> Dependency`; `role`
+(default: the dependency's name) names the container, its network alias and its log, so a
+stage can start a second, fresh instance (a restore target) beside the first. The returned
 `Dependency` gives the in-network endpoint the target's environment is rendered from, the
 host-side port for the tests, and the log follower for the report.
 """
@@ -8,6 +10,7 @@ host-side port for the tests, and the log follower for the report.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, host_port, publish_on_loopback
 from aidb_gate.core.run import Run
+from aidb_gate.core.wait import PollResult, poll_until
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
 
@@ -31,6 +35,13 @@ class Dependency:
     ready_s: float
     secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    #: One readiness check from the host (the service module's own); used after a fault.
+    check: Callable[[Dependency], bool] | None = None
+
+    def wait_ready(self, deadline_s: float = 60.0) -> PollResult:
+        """Poll the service's own readiness check until it passes or the deadline passes."""
+        assert self.check is not None
+        return poll_until(lambda: self.check(self), deadline_s, interval_s=0.2)
 
     @property
     def alias(self) -> str:
@@ -61,10 +72,10 @@ class Dependency:
 
 
 def start_container(container: Any, run: Run, network: Any, dep: DependencyConfig, image: ImageInfo,
-                    log_dir: Path, **fields: Any) -> Dependency:
+                    log_dir: Path, role: str, **fields: Any) -> Dependency:
     """Wire a testcontainers container into the run (network alias, loopback port), start it
     with its own wait strategy, and follow its logs."""
-    container.with_network(network).with_network_aliases(dep.name)
+    container.with_network(network).with_network_aliases(role)
     publish_on_loopback(container, dep.port)
     begin = time.monotonic()
     try:
@@ -73,14 +84,14 @@ def start_container(container: Any, run: Run, network: Any, dep: DependencyConfi
         wrapped = getattr(container, "_container", None)
         tail = ""
         if wrapped is not None:
-            tail = LogFollower(wrapped, log_dir / f"{dep.name}.log", run.redactor).snapshot()[-2000:]
+            tail = LogFollower(wrapped, log_dir / f"{role}.log", run.redactor).snapshot()[-2000:]
         raise GateError(
-            f"The {dep.name} dependency ({image.ref}, {image.source}) did not become ready: "
+            f"The {role} dependency ({image.ref}, {image.source}) did not become ready: "
             f"{run.redactor(str(err)).strip()[:500]}. Its log ends with:\n{tail or '(no output)'}",
             stage="dependencies",
         ) from None
-    follower = LogFollower(container.get_wrapped_container(), log_dir / f"{dep.name}.log", run.redactor).start()
-    return Dependency(dep.name, container, image, dep, follower, time.monotonic() - begin, **fields)
+    follower = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
+    return Dependency(role, container, image, dep, follower, time.monotonic() - begin, **fields)
 
 
 def labelled_kwargs(run: Run, role: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from testcontainers.community.postgres import PostgresContainer
 
 from aidb_gate.config import DependencyConfig
@@ -18,14 +19,21 @@ from aidb_gate.images import ImageInfo
 from aidb_gate.services import Dependency, labelled_kwargs, start_container
 
 
-def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path) -> Dependency:
+def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
+          role: str | None = None) -> Dependency:
+    role = role or dep.name
     password = run.secret()
     container = PostgresContainer(
         image.ref, port=dep.port, username=dep.user, password=password, dbname=dep.db, driver=None,
-        **labelled_kwargs(run, dep.name),
+        **labelled_kwargs(run, role),
     )
-    return start_container(container, run, network, dep, image, log_dir,
+    return start_container(container, run, network, dep, image, log_dir, role, check=is_ready,
                            secrets={"password": password}, extra={"db": dep.db, "user": dep.user})
+
+
+def is_ready(dependency: Dependency) -> bool:
+    with psycopg.connect(dsn(dependency)) as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def dsn(dependency: Dependency, dbname: str | None = None) -> str:

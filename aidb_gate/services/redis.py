@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import redis
 from testcontainers.community.redis import RedisContainer
 
 from aidb_gate.config import DependencyConfig
@@ -16,7 +17,18 @@ from aidb_gate.images import ImageInfo
 from aidb_gate.services import Dependency, labelled_kwargs, start_container
 
 
-def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path) -> Dependency:
+def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
+          role: str | None = None) -> Dependency:
+    role = role or dep.name
     password = run.secret()
-    container = RedisContainer(image.ref, port=dep.port, password=password, **labelled_kwargs(run, dep.name))
-    return start_container(container, run, network, dep, image, log_dir, secrets={"password": password})
+    container = RedisContainer(image.ref, port=dep.port, password=password, **labelled_kwargs(run, role))
+    return start_container(container, run, network, dep, image, log_dir, role, check=is_ready, secrets={"password": password})
+
+
+def is_ready(dependency: Dependency) -> bool:
+    client = redis.Redis(host=dependency.host, port=dependency.host_port, password=dependency.secrets["password"],
+                         socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
