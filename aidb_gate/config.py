@@ -47,6 +47,16 @@ DEFAULTS: dict[str, Any] = {
         "metrics": "/metrics",
     },
     "faults": {"budget_s": 15.0, "actions": ["stop", "pause", "kill"]},
+    "data": {
+        "documents": True,
+        "create_path": "/documents",
+        "get_path": "/documents/{id}",
+        "key_header": "X-API-Key",
+        "search": True,
+        "search_path": "/vector/search",
+        "count": 20,
+        "rows_per_table": 5,
+    },
     "auth": {
         "enabled": True,
         "method": "POST",
@@ -144,6 +154,7 @@ class GateConfig:
     pip_check: bool
     health: dict[str, str]
     auth: dict[str, Any]
+    data: dict[str, Any]
     fault_budget_s: float
     fault_actions: tuple[str, ...]
     dependencies: dict[str, DependencyConfig]
@@ -394,6 +405,7 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
         pip_check=m["imports"]["pip_check"],
         health=dict(m["health"]),
         auth=dict(m["auth"]),
+        data=dict(m["data"]),
         fault_budget_s=float(m["faults"]["budget_s"]),
         fault_actions=tuple(m["faults"]["actions"]),
         dependencies=deps,

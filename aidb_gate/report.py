@@ -156,6 +156,15 @@ def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) ->
     parts = [stages.as_html()]
     facts = "".join(f"<li>{html.escape(line)}</li>" for line in image_lines(evidence))
     parts.append(f"<h3>What ran</h3><ul>{facts}<li>run id: {html.escape(str(evidence.get('run')))}</li></ul>")
+    backup = evidence.get("backup") or {}
+    if backup:
+        rows = "".join(
+            f"<tr><td>{html.escape(dep)}</td><td>{f['size_bytes'] / 1024:.1f} KiB</td><td>{f['backup_s']:.2f} s</td>"
+            f"<td>{_seconds(f['restore_s'])}</td><td>{html.escape(f['invariants'])}</td></tr>"
+            for dep, f in backup.items())
+        parts.append("<h3>Backup and restore</h3><table border='1' cellpadding='4' style='border-collapse:collapse'>"
+                     "<tr><th>dependency</th><th>backup size</th><th>backup time</th><th>restore time</th>"
+                     f"<th>invariants checked</th></tr>{rows}</table>")
     if verdicts:
         items = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v.splitlines()[0])}</li>"
                         for k, v in verdicts.items())
@@ -171,3 +180,7 @@ def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
+
+
+def _seconds(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.2f} s"

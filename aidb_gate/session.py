@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aidb_gate import diagnose
+from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, seed, take_backup, verify_backup
 from aidb_gate.boot import Boot, boot_target
 from aidb_gate.build import BuildResult, build_target, find_containerfile
 from aidb_gate.config import GateConfig
@@ -26,7 +28,51 @@ from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
 from aidb_gate.imports import ImportReport, check_imports
 from aidb_gate.report import StageBook
+from aidb_gate.restore import Fingerprint, take_fingerprint
+from aidb_gate.services import Dependency
 from aidb_gate.stack import BaseImage, Stack, provision_images, start_stack
+
+
+@dataclass
+class BackupRun:
+    """A backup of the seeded stack: where it is, what it holds, and the data it was taken from."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    before: Fingerprint
+    after: Fingerprint
+    seconds: float
+    problems: list[str]
+    seeded: dict[str, Any]
+
+
+@dataclass
+class RestoreRun:
+    """The backup restored into fresh dependencies, and the service booted against them."""
+
+    deps: dict[str, Dependency]
+    timings: dict[str, float]
+    fingerprint: Fingerprint
+    boot: Boot
+
+
+def backup_facts(backup: BackupRun, restore: RestoreRun | None) -> dict[str, dict[str, Any]]:
+    """Per dependency: backup size and time, restore time, and the invariants that were checked."""
+    facts: dict[str, dict[str, Any]] = {}
+    pg = backup.manifest.get("postgres")
+    if pg:
+        facts["postgres"] = {"size_bytes": pg["size"], "backup_s": pg["duration_s"],
+                             "restore_s": round(restore.timings.get("postgres", 0), 3) if restore else None,
+                             "invariants": "row count and ordered content hash of every table in every schema; "
+                                           "sequences; views; types; constraints; indexes; triggers; functions; "
+                                           "comments; large objects"}
+    q = backup.manifest.get("qdrant")
+    if q:
+        facts["qdrant"] = {"size_bytes": sum(c["size"] for c in q["collections"].values()), "backup_s": q["duration_s"],
+                           "restore_s": round(restore.timings.get("qdrant", 0), 3) if restore else None,
+                           "invariants": "collections; vector config; every point's id, payload and vector; "
+                                         "sha256 against the server's checksum"}
+    return facts
 
 
 class GateSession:
@@ -152,6 +198,25 @@ class GateSession:
         return self._once("stack", "dependencies",
                           lambda: start_stack(self.run, self.cfg, images, self.log_dir, self.progress))
 
+    def fresh_dependency(self, name: str, role: str) -> Dependency:
+        """A second, empty instance of a dependency on the run's network (e.g. a restore target).
+
+        It carries the run's labels like everything else, so `close()` removes it too.
+        """
+        from aidb_gate.stack import SERVICES
+
+        images, stack = self.dependency_images(), self.stack()
+        dep = SERVICES[name].start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
+                                   role=role)
+        stack.extra[role] = dep
+        return dep
+
+    def boot_against(self, endpoints: dict[str, dict[str, str]], role: str) -> Boot:
+        """Boot another instance of the target against the given dependency endpoints."""
+        image, stack = self.target_image(), self.stack()
+        env = self.cfg.render_env(endpoints, self.api_key)
+        return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role)
+
     def target_env(self) -> dict[str, str]:
         return self.stack().target_env(self.cfg, self.api_key)
 
@@ -183,6 +248,75 @@ class GateSession:
                             f"{self.boot_diagnosis().verdict}", stage="boot")
         return boot.url
 
+    # -- backup and restore -------------------------------------------------------------------
+
+    def pg_target(self, dep: Dependency) -> PgTarget:
+        engine = self.connect()
+        if engine.cli is None:
+            raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
+                            stage="backup")
+        return PgTarget(engine.cli, dep.container_id, dep.config.user, dep.config.db, env=engine.env())
+
+    @staticmethod
+    def qdrant_target(dep: Dependency) -> QdrantTarget:
+        from aidb_gate.services.qdrant import url
+
+        return QdrantTarget(url(dep), dep.secrets.get("api_key"))
+
+    def targets(self, deps: dict[str, Dependency]) -> tuple[PgTarget | None, QdrantTarget | None]:
+        pg = self.pg_target(deps["postgres"]) if "postgres" in deps else None
+        q = self.qdrant_target(deps["qdrant"]) if "qdrant" in deps else None
+        return pg, q
+
+    def seeded(self) -> dict[str, Any]:
+        """Data written through the service's API and straight into every table (once)."""
+        url, stack = self.service_url(), self.stack()
+
+        def make() -> dict[str, Any]:
+            pg, _ = self.targets(stack.deps)
+            data = self.cfg.data
+            docs = seed.seed_via_api(url, data, self.api_key, data["count"]) if data["documents"] else []
+            tables = {}
+            if pg is not None:
+                seed.create_probe_objects(pg)
+                tables = seed.seed_every_table(pg, data["rows_per_table"])
+            return {"documents": docs, "tables": tables}
+
+        return self._once("seeded", "backup", make)
+
+    def backup(self) -> BackupRun:
+        seeded, stack = self.seeded(), self.stack()
+
+        def make() -> BackupRun:
+            pg, q = self.targets(stack.deps)
+            before = take_fingerprint(pg, q)
+            folder = self.cfg.reports_dir / "backup" / self.run.id
+            self.progress(f"backup: {before.summary} into {folder}")
+            begin = time.monotonic()
+            manifest = take_backup(folder, pg, q)
+            seconds = time.monotonic() - begin
+            problems = verify_backup(folder, pg)
+            after = take_fingerprint(pg, q)
+            return BackupRun(folder, manifest, before, after, seconds, problems, seeded)
+
+        return self._once("backup", "backup", make)
+
+    def restore(self) -> RestoreRun:
+        backup = self.backup()
+
+        def make() -> RestoreRun:
+            names = [n for n in ("postgres", "qdrant") if n in self.stack().deps]
+            fresh = {n: self.fresh_dependency(n, f"{n}-restored") for n in names}
+            pg, q = self.targets(fresh)
+            self.progress(f"restore: into fresh {', '.join(names)}")
+            timings = restore_backup(backup.folder, pg, q)
+            restored = take_fingerprint(pg, q)
+            endpoints = {**self.stack().endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}
+            boot = self.boot_against(endpoints, role="target-restored")
+            return RestoreRun(fresh, timings, restored, boot)
+
+        return self._once("restore", "restore", make)
+
     # -- evidence and clean-up ----------------------------------------------------------------
 
     def evidence(self) -> dict[str, Any]:
@@ -196,6 +330,9 @@ class GateSession:
         build = self._cache.get("build")
         if isinstance(build, BuildResult):
             facts["target image"] = f"{build.ref} ({build.image_id[:19]})"
+        backup, restore = self._cache.get("backup"), self._cache.get("restore")
+        if isinstance(backup, BackupRun):
+            facts["backup"] = backup_facts(backup, restore if isinstance(restore, RestoreRun) else None)
         facts["logs"] = sorted(str(p) for p in self.log_dir.glob("*.log")) if self.log_dir.exists() else []
         return facts
 
@@ -222,7 +359,7 @@ class GateSession:
             if isinstance(value, Boot):
                 value.log.snapshot()
             if isinstance(value, Stack):
-                for dep in value.deps.values():
+                for dep in [*value.deps.values(), *value.extra.values()]:
                     dep.log.snapshot()
         if not self.cfg.keep:
             client = self.engine.docker_client()

@@ -63,6 +63,8 @@ class Stack:
     run: Run
     network: Any
     deps: dict[str, Dependency] = field(default_factory=dict)
+    #: Further instances started by later stages (restore targets), by role.
+    extra: dict[str, Dependency] = field(default_factory=dict)
 
     def endpoints(self) -> dict[str, dict[str, str]]:
         return {name: dep.endpoint() for name, dep in self.deps.items()}

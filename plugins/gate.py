@@ -142,7 +142,9 @@ def _gate_call(fn):
     try:
         return fn()
     except GateError as err:
-        pytest.fail(str(err), pytrace=False)
+        message = str(err)
+    # Outside the except block, so the report shows the message, not a chained traceback.
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +190,19 @@ def stack(gate: GateSession):
 
 
 @pytest.fixture(scope="session")
+def dependency_images(gate: GateSession):
+    """{name: ImageInfo} of every enabled dependency: local, pulled, or built from its recipe."""
+    return _gate_call(gate.dependency_images)
+
+
+@pytest.fixture(scope="session")
+def fresh_dependency(gate: GateSession):
+    """A factory: `fresh_dependency("qdrant", role="qdrant-restore")` starts an empty instance on the
+    run's network, labelled with the run (removed with it)."""
+    return lambda name, role: _gate_call(lambda: gate.fresh_dependency(name, role))
+
+
+@pytest.fixture(scope="session")
 def target_boot(gate: GateSession):
     """The booted target, ready or not (the startup stage judges it)."""
     return _gate_call(gate.boot)
@@ -197,6 +212,18 @@ def target_boot(gate: GateSession):
 def base_url(gate: GateSession) -> str:
     """The ready service's URL on 127.0.0.1; fails the test if it never became ready."""
     return _gate_call(gate.service_url)
+
+
+@pytest.fixture(scope="session")
+def backup_run(gate: GateSession):
+    """The seeded stack backed up (Postgres dump + Qdrant snapshots + manifest), verified."""
+    return _gate_call(gate.backup)
+
+
+@pytest.fixture(scope="session")
+def restore_run(gate: GateSession):
+    """The backup restored into fresh Postgres/Qdrant, and the service booted against them."""
+    return _gate_call(gate.restore)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,103 @@
+"""backup: the verified backup procedure - Postgres dumps, Qdrant snapshots, one manifest.
+
+Guarantees: `take_backup` dumps Postgres inside its own container (client and server versions
+always match), snapshots every Qdrant collection through the REST API and checks each download
+against the checksum Qdrant lists, and writes `manifest.json` last and atomically, so an
+interrupted backup never looks complete. `verify_backup` re-reads every artifact against the
+manifest and never trusts an exit code alone. Restore and the loss-proving comparisons live in
+`aidb_gate.restore`.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aidb_gate import __version__
+from aidb_gate.backup import postgres as pg_backup
+from aidb_gate.backup import qdrant as q_backup
+from aidb_gate.backup.manifest import FORMAT, BackupError, check_artifacts, read_manifest, write_manifest
+from aidb_gate.backup.postgres import PgTarget
+from aidb_gate.backup.qdrant import QdrantTarget
+
+__all__ = ["BackupError", "PgTarget", "QdrantTarget", "restore_backup", "take_backup", "verify_backup"]
+
+PG_DUMP = "postgres.dump"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None) -> dict[str, Any]:
+    """Back up Postgres and/or Qdrant into dest (which must not hold a backup yet)."""
+    if (dest / "manifest.json").exists():
+        raise BackupError(f"{dest} already holds a backup (manifest.json); choose a new folder so nothing is overwritten.")
+    dest.mkdir(parents=True, exist_ok=True)
+    begin = time.monotonic()
+    manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
+    if pg is not None:
+        manifest["postgres"] = pg_backup.dump(pg, dest / PG_DUMP)
+    if q is not None:
+        manifest["qdrant"] = q_backup.backup(q, dest / "qdrant")
+    manifest["finished_at"] = _now()
+    manifest["duration_s"] = round(time.monotonic() - begin, 3)
+    write_manifest(dest, manifest)  # last: its presence means the backup is complete
+    return manifest
+
+
+def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
+    """Every problem with a backup: manifest, sizes, checksums, and whether each artifact reads.
+
+    `pg_restore --list` runs in pg's container when one is given; without one only the
+    checksums vouch for the dump.
+    """
+    try:
+        manifest = read_manifest(folder)
+    except BackupError as err:
+        return [str(err)]
+    problems = check_artifacts(folder, manifest)
+    damaged = {p.split(":", 1)[0] for p in problems}
+    entry = manifest.get("postgres")
+    if entry and pg is not None and str(folder / entry["file"]) not in damaged:
+        try:
+            if not pg_backup.list_dump(pg, folder / entry["file"]):
+                problems.append(f"{folder / entry['file']}: pg_restore lists no objects in this dump")
+        except BackupError as err:
+            problems.append(str(err))
+    for name, coll in ((manifest.get("qdrant") or {}).get("collections") or {}).items():
+        path = folder / coll["file"]
+        if str(path) in damaged or not path.is_file():
+            continue
+        try:
+            with tarfile.open(path) as tar:
+                tar.getmembers()
+        except (tarfile.TarError, EOFError, OSError) as err:
+            problems.append(f"{path}: the snapshot of {name} is not a readable tar archive ({err})")
+    return problems
+
+
+def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, force: bool = False) -> dict[str, float]:
+    """Verify, then restore into pg and q. Refuses (and changes nothing) when verification fails."""
+    problems = verify_backup(folder, pg)
+    if problems:
+        raise BackupError("refusing to restore a backup that does not verify: " + "; ".join(problems))
+    manifest = read_manifest(folder)
+    timings: dict[str, float] = {}
+    if q is not None and manifest.get("qdrant"):
+        # Check every target before touching any, so a refusal leaves everything as it was.
+        for name in manifest["qdrant"]["collections"]:
+            if not force and name in q_backup.collections(q) and q_backup.count(q, name) > 0:
+                raise BackupError(f"refusing to restore into Qdrant collection {name} at {q.url}: it is not empty. "
+                                  "Restore into a fresh Qdrant, or pass --force.")
+    if pg is not None and manifest.get("postgres"):
+        timings["postgres"] = pg_backup.restore(pg, folder / manifest["postgres"]["file"], force=force)
+    if q is not None and manifest.get("qdrant"):
+        begin = time.monotonic()
+        for name, entry in manifest["qdrant"]["collections"].items():
+            q_backup.restore_collection(q, name, folder / entry["file"], force=force)
+        timings["qdrant"] = time.monotonic() - begin
+    return timings

@@ -1,0 +1,211 @@
+"""postgres: dump, list, restore and fingerprint a database through its own container.
+
+Guarantees: every command runs inside the Postgres container with the engine's CLI
+(`podman exec`), as the seed's operators did by hand, so the client always matches the server
+and the database need not be reachable from the host. Dumps are custom format and streamed to
+disk. `fingerprint` reads, in SQL, everything a lossy dump would lose - each table's row count
+and ordered content hash in every schema, sequence states, views, types, constraints, indexes,
+triggers, functions, comments and large objects - so a restore is judged by content, never by
+an exit code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aidb_gate.backup.manifest import BackupError, sha256_file
+
+FIELD, RECORD = "\x1f", "\x1e"
+SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
+USER_SCHEMA = f"n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+
+
+@dataclass
+class PgTarget:
+    """A database inside a running Postgres container, reached with `<cli> exec`."""
+
+    cli: str
+    container: str
+    user: str
+    db: str
+    env: dict[str, str] | None = None
+
+    def exec(self, argv: list[str], *, stdin: Any = None, stdout: Any = subprocess.PIPE,
+             check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [self.cli, "exec"] + (["-i"] if stdin is not None else []) + [self.container, *argv]
+        proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self.env, check=False)
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()[-1500:]
+            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} failed (exit {proc.returncode}): {err}")
+        return proc
+
+    def sql(self, query: str, db: str | None = None) -> list[list[str]]:
+        """Rows of a query, every value as text (NULL as '')."""
+        proc = self.exec(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", FIELD, "-R", RECORD,
+                          "-U", self.user, "-d", db or self.db, "-c", query])
+        text = proc.stdout.decode()
+        if text.endswith("\n"):  # psql ends its output with one newline; values keep their own
+            text = text[:-1]
+        return [rec.split(FIELD) for rec in text.split(RECORD) if rec]
+
+    def scalar(self, query: str, db: str | None = None) -> str:
+        rows = self.sql(query, db)
+        return rows[0][0].strip() if rows else ""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def user_tables(pg: PgTarget, db: str | None = None) -> list[str]:
+    rows = pg.sql("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  f"WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} ORDER BY 1, 2", db)
+    return [f"{quote_ident(s)}.{quote_ident(t)}" for s, t in rows]
+
+
+def row_counts(pg: PgTarget, db: str | None = None) -> dict[str, int]:
+    tables = user_tables(pg, db)
+    if not tables:
+        return {}
+    query = " UNION ALL ".join(f"SELECT {_literal(t)}, count(*) FROM {t}" for t in tables)
+    return {name: int(n) for name, n in pg.sql(query, db)}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def dump(pg: PgTarget, dest: Path) -> dict[str, Any]:
+    """`pg_dump -Fc` of the whole database into dest; returns the manifest entry."""
+    begin = time.monotonic()
+    tmp = dest.with_name(f".{dest.name}.partial")
+    with tmp.open("wb") as out:
+        pg.exec(["pg_dump", "-Fc", "-U", pg.user, "-d", pg.db], stdout=out)
+    tmp.replace(dest)
+    return {
+        "file": dest.name,
+        "sha256": sha256_file(dest),
+        "size": dest.stat().st_size,
+        "database": pg.db,
+        "format": "custom",
+        "server_version": pg.scalar("SHOW server_version"),
+        "pg_dump_version": pg.exec(["pg_dump", "--version"]).stdout.decode().strip(),
+        "tables": row_counts(pg),
+        "duration_s": round(time.monotonic() - begin, 3),
+    }
+
+
+def list_dump(pg: PgTarget, path: Path) -> list[str]:
+    """`pg_restore --list` of a dump (the table of contents); raises when it cannot be read."""
+    with path.open("rb") as fh:
+        proc = pg.exec(["pg_restore", "--list"], stdin=fh, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()[-600:]
+        raise BackupError(f"{path}: pg_restore cannot read this dump ({err}); it is damaged or not a custom-format dump")
+    return [ln for ln in proc.stdout.decode().splitlines() if ln and not ln.startswith(";")]
+
+
+def is_empty(pg: PgTarget, db: str | None = None) -> bool:
+    return not user_tables(pg, db) and pg.scalar("SELECT count(*) FROM pg_largeobject_metadata", db) == "0"
+
+
+def restore(pg: PgTarget, path: Path, force: bool = False, db: str | None = None) -> float:
+    """pg_restore a dump into pg's database; refuses a non-empty database unless forced."""
+    target_db = db or pg.db
+    if not is_empty(pg, target_db) and not force:
+        raise BackupError(f"refusing to restore {path} into database {target_db} in {pg.container}: it is not empty "
+                          f"({len(user_tables(pg, target_db))} tables). Restore into a fresh database, or pass --force to "
+                          "replace its contents.")
+    begin = time.monotonic()
+    args = ["pg_restore", "-U", pg.user, "-d", target_db, "--no-owner", "--no-privileges", "--exit-on-error",
+            "--single-transaction"]
+    if force:
+        args += ["--clean", "--if-exists"]
+    with path.open("rb") as fh:
+        pg.exec(args, stdin=fh)
+    return time.monotonic() - begin
+
+
+FINGERPRINT_QUERIES = {
+    "schemas": f"SELECT n.nspname, '' FROM pg_namespace n WHERE {USER_SCHEMA} AND n.nspname <> 'public'",
+    "sequences": "SELECT format('%I.%I', schemaname, sequencename), coalesce(last_value::text, 'not called') "
+                 f"FROM pg_sequences WHERE schemaname NOT IN {SYSTEM_SCHEMAS}",
+    "views": "SELECT format('%I.%I', schemaname, viewname), md5(definition) FROM pg_views "
+             f"WHERE schemaname NOT IN {SYSTEM_SCHEMAS} "
+             "UNION ALL SELECT format('%I.%I', schemaname, matviewname), md5(definition) FROM pg_matviews "
+             f"WHERE schemaname NOT IN {SYSTEM_SCHEMAS}",
+    "types": "SELECT format('%I.%I', n.nspname, t.typname), t.typtype::text || ':' || coalesce((SELECT string_agg(e.enumlabel, ',' "
+             "ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '') FROM pg_type t "
+             f"JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {USER_SCHEMA} AND t.typtype IN ('e', 'd', 'r', 'c') "
+             "AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')",
+    "constraints": "SELECT format('%s %I', c.conrelid::regclass, c.conname), pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                   f"JOIN pg_namespace n ON n.oid = c.connamespace WHERE {USER_SCHEMA}",
+    "indexes": "SELECT format('%I.%I', schemaname, indexname), indexdef FROM pg_indexes "
+               f"WHERE schemaname NOT IN {SYSTEM_SCHEMAS}",
+    "triggers": "SELECT format('%s %I', tgrelid::regclass, tgname), md5(pg_get_triggerdef(oid)) FROM pg_trigger "
+                "WHERE NOT tgisinternal",
+    "functions": "SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p "
+                 f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA} AND p.prokind IN ('f', 'p')",
+    "comments": "SELECT pg_describe_object(classoid, objoid, objsubid), description FROM pg_description "
+                "WHERE objoid >= 16384",
+    "large objects": "SELECT 'count', count(*)::text FROM pg_largeobject_metadata UNION ALL "
+                     "SELECT 'content', coalesce(md5(string_agg(md5(lo_get(oid)), '' ORDER BY md5(lo_get(oid)))), '') "
+                     "FROM pg_largeobject_metadata",
+}
+
+
+def fingerprint(pg: PgTarget, db: str | None = None) -> dict[str, dict[str, str]]:
+    """Everything a restore must preserve, as {section: {object: digest or value}}."""
+    print_ = {name: {k: v for k, v in pg.sql(q, db)} for name, q in FINGERPRINT_QUERIES.items()}
+    tables = user_tables(pg, db)
+    if tables:
+        # Rows hash in a stable order (by their own text), so physical order after a restore is irrelevant.
+        query = " UNION ALL ".join(
+            f"SELECT {_literal(t)}, count(*)::text || ' rows ' || coalesce(md5(string_agg(md5(x::text), '' "
+            f"ORDER BY md5(x::text))), '') FROM {t} x" for t in tables)
+        print_["tables"] = {name: value for name, value in pg.sql(query, db)}
+    else:
+        print_["tables"] = {}
+    return print_
+
+
+def compare(original: dict[str, dict[str, str]], restored: dict[str, dict[str, str]]) -> list[str]:
+    """What the restore lost or changed, object by object, in words."""
+    problems = []
+    for section in sorted(set(original) | set(restored)):
+        before, after = original.get(section, {}), restored.get(section, {})
+        for name in sorted(set(before) - set(after)):
+            detail = f" ({before[name].split(' rows ')[0]} rows lost)" if section == "tables" else ""
+            problems.append(f"postgres {section}: {name} is missing after the restore{detail}")
+        for name in sorted(set(after) - set(before)):
+            problems.append(f"postgres {section}: {name} appeared after the restore")
+        for name in sorted(set(before) & set(after)):
+            if before[name] != after[name]:
+                problems.append(_changed(section, name, before[name], after[name]))
+    return problems
+
+
+def _changed(section: str, name: str, before: str, after: str) -> str:
+    if section == "tables":
+        n_before, n_after = before.split(" rows ")[0], after.split(" rows ")[0]
+        if n_before != n_after:
+            return f"postgres table {name}: {n_before} rows before, {n_after} after the restore"
+        return f"postgres table {name}: same {n_before} rows, but their content differs (a value was altered or lost)"
+    if section == "sequences":
+        return (f"postgres sequence {name}: last_value {before} before, {after} after the restore - the next insert "
+                "can collide with a restored row")
+    return f"postgres {section}: {name} differs after the restore ({before[:60]!r} -> {after[:60]!r})"
+
+
+def create_database(pg: PgTarget, name: str, template: str = "template0") -> None:
+    pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", "postgres", "-c",
+             f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)} ENCODING 'UTF8'"])
+
+
+def drop_database(pg: PgTarget, name: str) -> None:
+    pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", "postgres", "-c",
+             f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"], check=False)

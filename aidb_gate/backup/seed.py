@@ -1,0 +1,161 @@
+"""seed: realistic data for the backup round trip - through the service's API and straight into tables.
+
+Guarantees: `seed_via_api` writes documents the way users do (so vectors land in Qdrant too) and
+returns what the service answered; `seed_every_table` inserts rows into every user table of any
+schema, with values generated from each column's type (unicode, quotes, backslashes, JSON,
+bytes, extreme numbers), so the round trip covers tables the gate has never seen;
+`create_probe_objects` adds one of each object kind a lossy dump drops (schema, enum, domain,
+view, sequence state, constraint, index, trigger, function, comment, large object).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from aidb_gate.backup.postgres import PgTarget, quote_ident
+
+PROBE_SCHEMA = "aidb_gate_probe"
+
+# Awkward on purpose: quotes, backslashes, right-to-left, combining marks, emoji, astral plane.
+TEXT_SAMPLES = [
+    "plain ascii",
+    "quote ' double \" backslash \\ tab \t end",
+    "Zürich naïve façade",
+    "مرحبا بالعالم",
+    "e\u0301 a\u0308 combining",
+    "emoji \U0001F680\U0001F9EA and \U0001D518\U0001D52B astral",
+    "",
+]
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def value_expr(data_type: str, max_len: int | None, i_expr: str = "g") -> str | None:
+    """A SQL expression of the column's type that varies with the series index; None if unknown."""
+    texts = "ARRAY[" + ", ".join(_sql_text(t) for t in TEXT_SAMPLES) + "]"
+    dt = data_type.lower()
+    if dt in ("text", "character varying", "character", "citext", "name"):
+        expr = f"'gate-' || {i_expr} || ' ' || ({texts})[1 + {i_expr} % {len(TEXT_SAMPLES)}]"
+        return f"left({expr}, {max_len})" if max_len else expr
+    if dt == "smallint":
+        return f"(({i_expr} * 7919) % 32000)::smallint"
+    if dt == "integer":
+        return f"(2000000000 - {i_expr})::integer"
+    if dt == "bigint":
+        return f"(9223372036854775000 - {i_expr})::bigint"
+    if dt in ("numeric", "decimal"):
+        return f"({i_expr} * 1234.5678)::numeric"
+    if dt in ("real", "double precision"):
+        return f"({i_expr}::double precision / 3)"
+    if dt == "boolean":
+        return f"({i_expr} % 2 = 0)"
+    if dt.startswith("timestamp"):
+        return f"(timestamptz '2026-01-09 01:04:39+00' + {i_expr} * interval '1 minute')"
+    if dt == "date":
+        return f"(date '2026-01-09' + {i_expr})"
+    if dt in ("json", "jsonb"):
+        return (f"json_build_object('gate', {i_expr}, 'nested', json_build_object('list', json_build_array(1, 'ü', null)), "
+                f"'text', ({texts})[1 + {i_expr} % {len(TEXT_SAMPLES)}])::{dt}")
+    if dt == "bytea":
+        return f"decode(lpad(to_hex({i_expr}), 8, '0') || '00ff', 'hex')"
+    if dt == "uuid":
+        return f"md5('gate' || {i_expr})::uuid"
+    return None
+
+
+def seed_every_table(pg: PgTarget, rows: int = 5) -> dict[str, str]:
+    """Insert `rows` rows into every user table; {table: "n rows" or why it was left alone}."""
+    columns = pg.sql(
+        "SELECT format('%I.%I', c.table_schema, c.table_name), c.column_name, c.data_type, "
+        "coalesce(c.character_maximum_length::text, ''), c.is_nullable, coalesce(c.column_default, ''), c.is_identity, "
+        "c.is_generated "
+        "FROM information_schema.columns c JOIN information_schema.tables t "
+        "ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+        f"WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema <> '{PROBE_SCHEMA}' "
+        "ORDER BY 1, c.ordinal_position")
+    by_table: dict[str, list[list[str]]] = {}
+    for row in columns:
+        by_table.setdefault(row[0], []).append(row[1:])
+    outcome = {}
+    for table, cols in by_table.items():
+        names, exprs, skipped = [], [], None
+        for name, dtype, maxlen, nullable, default, identity, generated in cols:
+            if default or identity == "YES" or generated == "ALWAYS":
+                continue
+            expr = value_expr(dtype, int(maxlen) if maxlen else None)
+            if expr is None:
+                if nullable == "YES":
+                    continue
+                skipped = f"column {name} has type {dtype}, which the seeder cannot generate"
+                break
+            names.append(quote_ident(name))
+            exprs.append(expr)
+        if skipped:
+            outcome[table] = f"left alone: {skipped}"
+            continue
+        if names:
+            sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(exprs)} FROM generate_series(1, {rows}) g"
+        else:
+            sql = f"INSERT INTO {table} SELECT FROM generate_series(1, {rows}) g"
+        proc = pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c", sql], check=False)
+        if proc.returncode == 0:
+            outcome[table] = f"{rows} rows"
+        else:
+            outcome[table] = "left alone: " + proc.stderr.decode(errors="replace").strip().splitlines()[-1][:200]
+    return outcome
+
+
+PROBE_SQL = f"""
+CREATE SCHEMA {PROBE_SCHEMA};
+COMMENT ON SCHEMA {PROBE_SCHEMA} IS 'aidb-gate backup probe';
+CREATE TYPE {PROBE_SCHEMA}.mood AS ENUM ('calm', 'tense', 'ünïcode');
+CREATE DOMAIN {PROBE_SCHEMA}.positive AS integer CHECK (VALUE > 0);
+CREATE TABLE {PROBE_SCHEMA}.parent (id integer PRIMARY KEY, label text UNIQUE NOT NULL);
+CREATE TABLE {PROBE_SCHEMA}.notes (
+    id bigserial PRIMARY KEY,
+    parent_id integer REFERENCES {PROBE_SCHEMA}.parent (id),
+    mood {PROBE_SCHEMA}.mood NOT NULL DEFAULT 'calm',
+    weight {PROBE_SCHEMA}.positive,
+    body text,
+    extra jsonb,
+    raw bytea,
+    big numeric,
+    CONSTRAINT body_not_blank CHECK (body IS NULL OR length(body) > 0)
+);
+CREATE INDEX notes_body_idx ON {PROBE_SCHEMA}.notes (lower(body));
+COMMENT ON TABLE {PROBE_SCHEMA}.notes IS 'notes with every awkward value';
+COMMENT ON COLUMN {PROBE_SCHEMA}.notes.body IS 'the body: ünïcode comment';
+CREATE SEQUENCE {PROBE_SCHEMA}.ticket START 100;
+SELECT setval('{PROBE_SCHEMA}.ticket', 4242);
+CREATE VIEW {PROBE_SCHEMA}.calm_notes AS SELECT id, body FROM {PROBE_SCHEMA}.notes WHERE mood = 'calm';
+CREATE FUNCTION {PROBE_SCHEMA}.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.body := NEW.body; RETURN NEW; END $$;
+CREATE TRIGGER notes_touch BEFORE UPDATE ON {PROBE_SCHEMA}.notes FOR EACH ROW EXECUTE FUNCTION {PROBE_SCHEMA}.touch();
+INSERT INTO {PROBE_SCHEMA}.parent VALUES (1, 'one'), (2, 'two ''quoted''');
+INSERT INTO {PROBE_SCHEMA}.notes (parent_id, mood, weight, body, extra, raw, big) VALUES
+    (1, 'tense', 7, 'back\\slash and ''quote''', '{{"nested": {{"a": [1, 2, {{"b": null}}]}}}}', '\\x00ff10', 1e30),
+    (2, 'ünïcode', 1, 'مرحبا 🚀 e\u0301', '{{"rtl": "עברית"}}', NULL, -0.000001),
+    (NULL, 'calm', NULL, NULL, NULL, NULL, NULL);
+SELECT lo_from_bytea(0, convert_to('large object: ünïcode 🚀', 'UTF8'));
+"""
+
+
+def create_probe_objects(pg: PgTarget) -> None:
+    pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c", PROBE_SQL])
+
+
+def seed_via_api(base_url: str, api: dict[str, Any], api_key: str, count: int) -> list[dict[str, Any]]:
+    """POST `count` documents through the service; returns the service's answers."""
+    docs = []
+    for i in range(count):
+        body = {"title": f"gate doc {i}: {TEXT_SAMPLES[i % len(TEXT_SAMPLES)][:40] or 'untitled'}",
+                "content": f"document {i} about {['postgres', 'redis', 'qdrant', 'backups', 'restores'][i % 5]} "
+                           f"{TEXT_SAMPLES[(i + 3) % len(TEXT_SAMPLES)]} " + "lorem ipsum " * (i % 7)}
+        resp = requests.post(base_url + api["create_path"], json=body, headers={api["key_header"]: api_key}, timeout=30)
+        if resp.status_code not in (200, 201):
+            raise AssertionError(f"seeding through POST {api['create_path']} answered {resp.status_code}: {resp.text[:300]}")
+        docs.append(resp.json())
+    return docs

@@ -1,0 +1,60 @@
+"""Stage backup: the seeded stack is backed up, and every artifact verifies against its manifest."""
+
+from __future__ import annotations
+
+import pytest
+
+from aidb_gate.backup import postgres as pg_backup
+
+pytestmark = [pytest.mark.p1, pytest.mark.backup]
+
+
+def test_seeding_reached_the_service_and_every_table(backup_run, gate_config):
+    seeded = backup_run.seeded
+    if gate_config.data["documents"]:
+        assert len(seeded["documents"]) == gate_config.data["count"], "not every document was accepted by the API"
+    left_alone = {t: why for t, why in seeded["tables"].items() if why.startswith("left alone")}
+    assert seeded["tables"] and not left_alone, (
+        f"the round trip must cover every table, but some could not be seeded directly: {left_alone}")
+
+
+def test_backup_is_complete_and_verifies(backup_run):
+    assert (backup_run.folder / "manifest.json").is_file(), f"{backup_run.folder} has no manifest: the backup is incomplete"
+    assert not backup_run.problems, "the backup does not verify: " + "; ".join(backup_run.problems)
+
+
+def test_manifest_counts_match_the_source(backup_run):
+    manifest, before = backup_run.manifest, backup_run.before
+    problems = []
+    if "postgres" in manifest:
+        source = {t: int(v.split(" rows ")[0]) for t, v in before.postgres["tables"].items()}
+        if manifest["postgres"]["tables"] != source:
+            problems.append(f"postgres row counts in the manifest {manifest['postgres']['tables']} differ from the "
+                            f"database {source}")
+    for name, entry in (manifest.get("qdrant") or {}).get("collections", {}).items():
+        if entry["points"] != len(before.qdrant.get(name, {}).get("points", {})):
+            problems.append(f"qdrant {name}: the manifest says {entry['points']} points, the server held "
+                            f"{len(before.qdrant.get(name, {}).get('points', {}))}")
+    if before.qdrant:
+        missing = set(before.qdrant) - set((manifest.get("qdrant") or {}).get("collections", {}))
+        if missing:
+            problems.append(f"qdrant collections without a snapshot: {sorted(missing)} (the seed's backup 'SKIPPED' Qdrant)")
+    assert not problems, "; ".join(problems)
+
+
+def test_dump_lists_the_data_of_every_table(gate, backup_run, stack):
+    if "postgres" not in backup_run.manifest:
+        pytest.fail("postgres is enabled but the backup holds no dump", pytrace=False)
+    pg = gate.pg_target(stack.deps["postgres"])
+    listing = pg_backup.list_dump(pg, backup_run.folder / backup_run.manifest["postgres"]["file"])
+    data_entries = " ".join(line for line in listing if " TABLE DATA " in line)
+    missing = [t for t in backup_run.before.postgres["tables"]
+               if t.split(".", 1)[1].strip('"') not in data_entries]
+    assert not missing, f"pg_restore --list shows no TABLE DATA for {missing}: the dump leaves them out"
+
+
+def test_backing_up_did_not_change_the_data(backup_run):
+    from aidb_gate.restore import compare_stacks
+
+    problems = compare_stacks(backup_run.before, backup_run.after)
+    assert not problems, "the data changed while it was backed up: " + "; ".join(problems)
