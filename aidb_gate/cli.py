@@ -1,8 +1,9 @@
-"""cli: `aidb-gate doctor|prepare|clean` - the gate's set-up and upkeep outside pytest.
+"""cli: `aidb-gate doctor|prepare|clean|backup|verify|restore` - the gate's tools outside pytest.
 
 Guarantees: every command prints one clear paragraph on a user error and exits non-zero,
 never a traceback; `prepare` provisions exactly the images `pytest -m p1` would; `clean`
-removes one run's resources or those of dead runs, never a live run's.
+removes one run's resources or those of dead runs, never a live run's; `backup`, `verify`
+and `restore` are the same verified procedure the backup and restore stages prove.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, take_backup, verify_backup
 from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_run
 from aidb_gate.engine import doctor
@@ -62,6 +64,69 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 1 if sweep.errors else 0
 
 
+def _targets(args: argparse.Namespace) -> tuple[PgTarget | None, QdrantTarget | None]:
+    import os
+    import shutil
+
+    from aidb_gate.engine import _conf_env
+
+    pg = q = None
+    if getattr(args, "postgres_container", None):
+        cli = shutil.which(args.engine)
+        if cli is None:
+            raise GateError(f"`{args.engine}` is not on PATH; backups run `{args.engine} exec` in the Postgres container. "
+                            "Install it or pass --engine docker.")
+        pg = PgTarget(cli, args.postgres_container, args.postgres_user, args.postgres_db,
+                      env={**os.environ, **_conf_env(os.environ)[0]})
+    if getattr(args, "qdrant_url", None):
+        q = QdrantTarget(args.qdrant_url, args.qdrant_api_key or os.environ.get("QDRANT_API_KEY"))
+    return pg, q
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    pg, q = _targets(args)
+    if pg is None and q is None:
+        raise GateError("Nothing to back up: give --postgres-container and/or --qdrant-url.")
+    manifest = take_backup(Path(args.out), pg, q)
+    problems = verify_backup(Path(args.out), pg)
+    _print(f"backup written to {args.out} in {manifest['duration_s']:.1f} s")
+    if manifest.get("postgres"):
+        _print(f"postgres: {manifest['postgres']['size']} bytes, tables {manifest['postgres']['tables']}")
+    for name, entry in (manifest.get("qdrant") or {}).get("collections", {}).items():
+        _print(f"qdrant {name}: {entry['points']} points, {entry['size']} bytes")
+    for problem in problems:
+        _print(f"VERIFY FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    pg, _ = _targets(args)
+    problems = verify_backup(Path(args.folder), pg)
+    for problem in problems:
+        _print(f"VERIFY FAILED: {problem}")
+    if not problems:
+        _print(f"{args.folder}: every artifact matches its manifest" + ("" if pg else
+               " (pass --postgres-container to also have pg_restore read the dump)"))
+    return 1 if problems else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    pg, q = _targets(args)
+    timings = restore_backup(Path(args.folder), pg, q, force=args.force)
+    for part, seconds in timings.items():
+        _print(f"restored {part} in {seconds:.1f} s")
+    return 0
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="podman", help="the container CLI used for `exec` (podman or docker)")
+    p.add_argument("--postgres-container", help="name or id of the running Postgres container")
+    p.add_argument("--postgres-user", default="mcp")
+    p.add_argument("--postgres-db", default="mcp")
+    p.add_argument("--qdrant-url", help="Qdrant REST URL, e.g. http://127.0.0.1:6333")
+    p.add_argument("--qdrant-api-key", help="Qdrant API key (default: $QDRANT_API_KEY)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aidb-gate", description="The aidb-gate deployment gate's tools.")
     parser.add_argument("--root", default=".", help="the project folder holding pyproject.toml/gate.toml")
@@ -73,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove a run's resources, or those of dead runs")
     clean.add_argument("--run", help="the run id to remove (default: every dead run)")
     clean.set_defaults(fn=cmd_clean)
+    backup = sub.add_parser("backup", help="back up Postgres (pg_dump in its container) and Qdrant (snapshots)")
+    _target_options(backup)
+    backup.add_argument("--out", required=True, help="a new folder for the backup")
+    backup.set_defaults(fn=cmd_backup)
+    verify = sub.add_parser("verify", help="check a backup's artifacts against its manifest")
+    verify.add_argument("folder")
+    _target_options(verify)
+    verify.set_defaults(fn=cmd_verify)
+    restore = sub.add_parser("restore", help="verify, then restore a backup into Postgres and Qdrant")
+    restore.add_argument("folder")
+    _target_options(restore)
+    restore.add_argument("--force", action="store_true", help="replace the contents of non-empty targets")
+    restore.set_defaults(fn=cmd_restore)
     return parser
 
 

@@ -7,7 +7,7 @@ edits applied in order. `case.toml`:
 
     why = "one sentence: which real failure this reproduces"
     stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate.report.STAGES)
-    verdict = ['regex', ...]             # each must match a verdict of that stage's failed tests
+    verdict = ['regex', ...]             # each must match the headline of a verdict of that stage
     markers = "p1"                       # the child's -m expression (default "p1")
     [gate]                               # merged into the child's [tool.aidb-gate]
     startup_timeout_s = 12
@@ -27,6 +27,10 @@ What this module guarantees:
 - `judge` is pure: from a child run's `reports/summary.json` (as the plugin writes it) it returns
   the list of broken expectations in words; an empty list means the gate rejected the case at the
   expected stage with a verdict that names the cause (or, for the reference, that it passed).
+  A verdict regex is matched (`re.search`) against the *headline* of the verdicts - their first
+  line, which is what the report's verdict list and the terminal summary show - of the failed
+  tests of the expected stage (a test's stage is read from its suite file, one file per stage);
+  every regex must match at least one of them. The rest of a verdict is evidence, not a verdict.
 
 Nothing here starts a container; the self-tests in tests/corpus run the gate.
 """
@@ -53,12 +57,9 @@ CASE_FILE = "case.toml"
 OVERLAY_DIR = "overlay"
 DEFAULT_MARKERS = "p1"
 
-#: What every child run gets in [tool.aidb-gate] before the case's own `[gate]` table.
-BASE_GATE: dict[str, Any] = {
-    "ca_bundle": "auto",
-    # Qdrant stays out of the corpus runs until the Qdrant-API recipe is part of the p1 gate.
-    "dependencies": {"qdrant": {"enabled": False}},
-}
+#: What every child run gets in [tool.aidb-gate] before the case's own `[gate]` table: the
+#: gate's defaults (the whole stack, Qdrant included), as the project's own gate runs them.
+BASE_GATE: dict[str, Any] = {"ca_bundle": "auto"}
 
 #: Keys of [tool.aidb-gate] that the corpus sets itself; a case may not override them.
 RESERVED_GATE_KEYS = {"target", "image", "reports_dir", "keep"}
@@ -324,19 +325,23 @@ def judge(summary: dict[str, Any] | None, case: Case) -> list[str]:
                         + ("it passed" if exit_status == 0 else "it stopped with an error, not a verdict"))
     if first != case.stage:
         problems.append(f"the first failing stage is `{first}`, expected `{case.stage}`")
-    ours = {nodeid: text for nodeid, text in verdicts.items() if stage_of_nodeid(nodeid) == case.stage}
-    if not ours:
+    headlines = [headline(text) for nodeid, text in verdicts.items() if stage_of_nodeid(nodeid) == case.stage]
+    if not headlines:
         problems.append(f"no failed test of stage `{case.stage}` left a verdict")
     else:
         for pattern in case.verdict:
-            if not any(re.search(pattern, text) for text in ours.values()):
-                problems.append(f"no verdict of stage `{case.stage}` matches {pattern!r}")
+            if not any(re.search(pattern, line) for line in headlines):
+                problems.append(f"no verdict headline of stage `{case.stage}` matches {pattern!r}")
     if problems:
         seen = "\n".join(f"  {nodeid}: {_first_line(text)}" for nodeid, text in verdicts.items()) or "  (none)"
         problems.append(f"verdicts of the run:\n{seen}")
     return problems
 
 
+def headline(verdict: str) -> str:
+    """A verdict's first line: what the report's verdict list and the terminal summary show."""
+    return verdict.strip().splitlines()[0] if verdict.strip() else ""
+
+
 def _first_line(text: str, limit: int = 400) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "(empty verdict)"
-    return line[:limit]
+    return (headline(text) or "(empty verdict)")[:limit]

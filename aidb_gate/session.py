@@ -206,6 +206,9 @@ class GateSession:
         from aidb_gate.stack import SERVICES
 
         images, stack = self.dependency_images(), self.stack()
+        if role in stack.extra or role in stack.deps:
+            raise GateError(f"A {name} instance with role {role!r} already runs in run {self.run.id}; "
+                            "give each fresh instance its own role.", stage="dependencies")
         dep = SERVICES[name].start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
                                    role=role)
         stack.extra[role] = dep
@@ -255,7 +258,9 @@ class GateSession:
         if engine.cli is None:
             raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
                             stage="backup")
-        return PgTarget(engine.cli, dep.container_id, dep.config.user, dep.config.db, env=engine.env())
+        dsn = (f"host={dep.host} port={dep.host_port} user={dep.config.user} password={dep.secrets['password']} "
+               "connect_timeout=10")
+        return PgTarget(engine.cli, dep.container_id, dep.config.user, dep.config.db, env=engine.env(), dsn=dsn)
 
     @staticmethod
     def qdrant_target(dep: Dependency) -> QdrantTarget:

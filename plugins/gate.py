@@ -95,6 +95,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return -1
 
     items.sort(key=key)
+    # A stage about a dependency the configuration switched off does not apply: deselect it
+    # (in CI a skip would count as a failure, and there is nothing to check).
+    gate = config.stash.get(SESSION, None)
+    if gate is not None:
+        disabled = {name for name, dep in gate.cfg.dependencies.items() if not dep.enabled}
+        dropped = [i for i in items if any(i.get_closest_marker(name) for name in disabled)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if i not in dropped]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

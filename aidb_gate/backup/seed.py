@@ -139,6 +139,8 @@ INSERT INTO {PROBE_SCHEMA}.notes (parent_id, mood, weight, body, extra, raw, big
     (1, 'tense', 7, 'back\\slash and ''quote''', '{{"nested": {{"a": [1, 2, {{"b": null}}]}}}}', '\\x00ff10', 1e30),
     (2, 'ünïcode', 1, 'مرحبا 🚀 e\u0301', '{{"rtl": "עברית"}}', NULL, -0.000001),
     (NULL, 'calm', NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE {PROBE_SCHEMA}.audit (id bigserial PRIMARY KEY, event text NOT NULL);
+INSERT INTO {PROBE_SCHEMA}.audit (event) VALUES ('created'), ('seeded ✓'), ('backed up');
 SELECT lo_from_bytea(0, convert_to('large object: ünïcode 🚀', 'UTF8'));
 """
 
