@@ -123,6 +123,29 @@ def image_metadata(engine: Engine, ref: str) -> dict[str, Any]:
     }
 
 
+#: Build-log signatures with a known cause and fix: (pattern, explanation).
+BUILD_HINTS = [
+    (re.compile(r"CERTIFICATE_VERIFY_FAILED|self[- ]signed certificate in certificate chain|unable to get local issuer"),
+     "TLS verification failed inside the build: this host reaches package indexes through a TLS-intercepting proxy. "
+     'Set `ca_bundle = "auto"` (or the path of your CA bundle) so RUN steps get the host\'s CA bundle, and declare '
+     "`ARG PIP_CERT` before the pip step"),
+    (re.compile(r"No matching distribution found for ([\w.\-\[\]=<>!~]+)"),
+     "pip cannot find a requirement ({0}): check its name and pinned version"),
+    (re.compile(r"(?:pull access denied|manifest unknown|name unknown|no such host|Error: creating build container).*", re.I),
+     "the base image of the Containerfile cannot be found or pulled: build or load it first, or set a BASE_IMAGE "
+     "build arg to an image that exists locally"),
+]
+
+
+def build_hint(log: str) -> str | None:
+    """The likely cause of a failed build, from its log."""
+    for pattern, hint in BUILD_HINTS:
+        m = pattern.search(log)
+        if m:
+            return hint.format(*m.groups()) if m.groups() else hint
+    return None
+
+
 def runs_as_root(user: str) -> bool:
     """An empty user, root, or uid 0 (with or without a group) runs as root."""
     name = user.split(":", 1)[0].strip()

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "legacy": "/health",
         "metrics": "/metrics",
     },
+    "backup": {"postgres_command": "", "qdrant_command": ""},
     "faults": {"budget_s": 15.0, "actions": ["stop", "pause", "kill"]},
     "data": {
         "documents": True,
@@ -155,6 +156,7 @@ class GateConfig:
     health: dict[str, str]
     auth: dict[str, Any]
     data: dict[str, Any]
+    backup_commands: dict[str, str]
     fault_budget_s: float
     fault_actions: tuple[str, ...]
     dependencies: dict[str, DependencyConfig]
@@ -406,6 +408,7 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
         health=dict(m["health"]),
         auth=dict(m["auth"]),
         data=dict(m["data"]),
+        backup_commands={k.removesuffix("_command"): v for k, v in m["backup"].items() if v},
         fault_budget_s=float(m["faults"]["budget_s"]),
         fault_actions=tuple(m["faults"]["actions"]),
         dependencies=deps,

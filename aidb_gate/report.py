@@ -11,6 +11,8 @@ import json
 import threading
 from pathlib import Path
 
+from aidb_gate.errors import GateError
+
 MASK = "***"
 
 
@@ -108,10 +110,17 @@ class StageBook:
                 f"{body}</table>")
 
 
-def verdict_of(rep, stored: str | None) -> str:
+def verdict_of(rep, stored: str | None, excinfo=None) -> str:
     """The verdict line(s) for a failed test: the test's own, else its failure message."""
     if stored:
         return stored
+    if excinfo is not None:
+        value = excinfo.value
+        text = str(value).strip()
+        # Our own failures read as sentences; anything else keeps its exception type.
+        if not text or not (isinstance(value, (AssertionError, GateError)) or type(value).__name__ == "Failed"):
+            text = excinfo.exconly().strip()
+        return text
     crash = getattr(rep.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(rep.longrepr)
     for prefix in ("AssertionError: ", "Failed: ", "E   "):

@@ -167,7 +167,7 @@ class GateSession:
         result = self.build()
         if not result.ok:
             raise GateError(
-                f"The image did not build (exit {result.exit_code}), so this stage cannot run. "
+                f"The image did not build (exit {result.exit_code}), so this stage cannot run (see the build stage). "
                 f"Last lines of {result.log_path}:\n{result.log_tail}",
                 stage="build",
             )
@@ -298,7 +298,7 @@ class GateSession:
             folder = self.cfg.reports_dir / "backup" / self.run.id
             self.progress(f"backup: {before.summary} into {folder}")
             begin = time.monotonic()
-            manifest = take_backup(folder, pg, q)
+            manifest = take_backup(folder, pg, q, self.cfg.backup_commands, cwd=self.cfg.root)
             seconds = time.monotonic() - begin
             problems = verify_backup(folder, pg)
             after = take_fingerprint(pg, q)

@@ -274,7 +274,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep.sections = [(title, gate.run.redactor(body)) for title, body in rep.sections]
     if rep.failed:
         verdicts = config.stash[VERDICTS]
-        verdicts[item.nodeid] = gate.run.redactor(reporting.verdict_of(rep, verdicts.get(item.nodeid)))
+        verdicts[item.nodeid] = gate.run.redactor(reporting.verdict_of(rep, verdicts.get(item.nodeid), call.excinfo))
     if rep.when == "call" or not rep.passed:
         _attach_extras(item, rep, gate)
 

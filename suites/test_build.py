@@ -6,16 +6,18 @@ import warnings
 
 import pytest
 
-from aidb_gate.build import runs_as_root
+from aidb_gate.build import build_hint, runs_as_root
 
 pytestmark = [pytest.mark.p1, pytest.mark.build]
 
 
 def test_image_builds(target_build):
-    assert target_build.ok, (
-        f"the image did not build: `podman build` exited {target_build.exit_code}. "
-        f"Last lines of {target_build.log_path}:\n{target_build.log_tail}"
-    )
+    if not target_build.ok:
+        log = target_build.log_path.read_text(errors="replace") if target_build.log_path else target_build.log_tail
+        hint = build_hint(log)
+        pytest.fail(f"the image did not build: `podman build` exited {target_build.exit_code}"
+                    + (f"; likely cause: {hint}" if hint else "")
+                    + f".\nLast lines of {target_build.log_path}:\n{target_build.log_tail}", pytrace=False)
 
 
 def test_image_exposes_the_contract_port(target_image, target_build, gate_config):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate import __version__
+from aidb_gate.backup import commands as user_commands
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.manifest import FORMAT, BackupError, check_artifacts, read_manifest, write_manifest
@@ -32,17 +33,25 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None) -> dict[str, Any]:
-    """Back up Postgres and/or Qdrant into dest (which must not hold a backup yet)."""
+def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
+                commands: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """Back up Postgres and/or Qdrant into dest (which must not hold a backup yet).
+
+    `commands` ({"postgres": ..., "qdrant": ...}) replaces the gate's own procedure for a part
+    with the user's command, run from `cwd`; the manifest records what it wrote.
+    """
+    commands = commands or {}
     if (dest / "manifest.json").exists():
         raise BackupError(f"{dest} already holds a backup (manifest.json); choose a new folder so nothing is overwritten.")
     dest.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:
-        manifest["postgres"] = pg_backup.dump(pg, dest / PG_DUMP)
+        manifest["postgres"] = (user_commands.postgres_with_command(commands["postgres"], cwd or Path.cwd(), dest, pg)
+                                if commands.get("postgres") else pg_backup.dump(pg, dest / PG_DUMP))
     if q is not None:
-        manifest["qdrant"] = q_backup.backup(q, dest / "qdrant")
+        manifest["qdrant"] = (user_commands.qdrant_with_command(commands["qdrant"], cwd or Path.cwd(), dest, q)
+                              if commands.get("qdrant") else q_backup.backup(q, dest / "qdrant"))
     manifest["finished_at"] = _now()
     manifest["duration_s"] = round(time.monotonic() - begin, 3)
     write_manifest(dest, manifest)  # last: its presence means the backup is complete
@@ -62,7 +71,9 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
     problems = check_artifacts(folder, manifest)
     damaged = {p.split(":", 1)[0] for p in problems}
     entry = manifest.get("postgres")
-    if entry and pg is not None and str(folder / entry["file"]) not in damaged:
+    if entry and entry.get("format", "custom") != "custom" and str(folder / entry["file"]) not in damaged:
+        problems += user_commands.check_plain(folder / entry["file"], gz=entry["format"] == "plain.gz")
+    elif entry and pg is not None and str(folder / entry["file"]) not in damaged:
         try:
             if not pg_backup.list_dump(pg, folder / entry["file"]):
                 problems.append(f"{folder / entry['file']}: pg_restore lists no objects in this dump")
@@ -93,8 +104,13 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
             if not force and name in q_backup.collections(q) and q_backup.count(q, name) > 0:
                 raise BackupError(f"refusing to restore into Qdrant collection {name} at {q.url}: it is not empty. "
                                   "Restore into a fresh Qdrant, or pass --force.")
-    if pg is not None and manifest.get("postgres"):
-        timings["postgres"] = pg_backup.restore(pg, folder / manifest["postgres"]["file"], force=force)
+    entry = manifest.get("postgres")
+    if pg is not None and entry:
+        if entry.get("format", "custom") == "custom":
+            timings["postgres"] = pg_backup.restore(pg, folder / entry["file"], force=force)
+        else:
+            timings["postgres"] = user_commands.restore_plain(pg, folder / entry["file"], entry["format"] == "plain.gz",
+                                                              force=force)
     if q is not None and manifest.get("qdrant"):
         begin = time.monotonic()
         for name, entry in manifest["qdrant"]["collections"].items():

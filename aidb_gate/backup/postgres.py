@@ -123,6 +123,23 @@ def list_dump(pg: PgTarget, path: Path) -> list[str]:
     return [ln for ln in proc.stdout.decode().splitlines() if ln and not ln.startswith(";")]
 
 
+def tables_with_data(pg: PgTarget, path: Path, fmt: str = "custom") -> set[str]:
+    """`schema.table` of every table whose rows the dump carries (custom: its TOC; plain: COPY lines)."""
+    if fmt == "custom":
+        entries = [ln.split() for ln in list_dump(pg, path) if " TABLE DATA " in ln]
+        return {f"{e[e.index('DATA') + 1]}.{e[e.index('DATA') + 2]}" for e in entries}
+    import gzip
+    import re
+
+    text = (gzip.decompress(path.read_bytes()) if fmt == "plain.gz" else path.read_bytes()).decode(errors="replace")
+    return {f"{m.group(1)}.{m.group(2)}".replace('"', "") for m in re.finditer(r'^COPY ("?[^ ."]+"?)\.("?[^ ("]+"?) ', text, re.M)}
+
+
+def unquoted(table: str) -> str:
+    """"public"."documents" -> public.documents (how dump listings name tables)."""
+    return table.replace('"', "")
+
+
 def is_empty(pg: PgTarget, db: str | None = None) -> bool:
     return not user_tables(pg, db) and pg.scalar("SELECT count(*) FROM pg_largeobject_metadata", db) == "0"
 

@@ -106,3 +106,22 @@ def test_interrupted(stack):
     output = child.communicate(timeout=120)[0]
     assert child.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert leftovers(run_id) == [], output[-3000:]
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
+    """The seed's own scripts (plain SQL through gzip; snapshots by curl) pass the backup and restore
+    stages, because the gate restores what they wrote and compares content, not exit codes."""
+    scripts = ROOT / "fixtures" / "user-backup"
+    pytester.makepyprojecttoml(
+        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
+        f'[tool.aidb-gate.backup]\npostgres_command = "{scripts}/backup-postgresql.sh backup"\n'
+        f'qdrant_command = "{scripts}/backup-qdrant.sh backup"\n')
+    result = pytester.runpytest_subprocess(
+        "-p", "plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
+        "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
+        str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
+    result.assert_outcomes(passed=11)
+    manifest = next((pytester.path / "reports" / "backup").glob("*/manifest.json")).read_text()
+    assert '"format": "plain.gz"' in manifest and "backup-postgresql.sh" in manifest
