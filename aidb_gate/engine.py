@@ -62,7 +62,7 @@ class Engine:
         return PodmanClient(base_url=self.docker_host)
 
     def close(self) -> None:
-        """Stop the API service if this run started it."""
+        """Stop the API service if this run started it, and remove its socket, log and owner file."""
         if self.started is not None and self.started.poll() is None:
             self.started.terminate()
             try:
@@ -70,6 +70,11 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.started.kill()
                 self.started.wait()
+        if self.started is not None and self.docker_host.startswith("unix://"):
+            sock = Path(self.docker_host.removeprefix("unix://"))
+            for path in (sock, sock.with_suffix(".log"), sock.with_suffix(".owner")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         self.started = None
 
 
@@ -158,8 +163,7 @@ def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], li
 
 def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline_s: float = 20.0) -> tuple[str, subprocess.Popen]:
     """Start `podman system service` on a socket private to this run and wait until it answers."""
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else tempfile.gettempdir()))
-    sock_dir = base / "aidb-gate"
+    sock_dir = service_dir()
     sock_dir.mkdir(parents=True, exist_ok=True)
     sock = sock_dir / f"podman-{run_id}.sock"
     with contextlib.suppress(FileNotFoundError):
@@ -172,6 +176,10 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    # Who owns this service, so a later run can stop it if this run is killed (SIGKILL skips clean-up).
+    from aidb_gate.core.run import owner_token
+
+    (sock_dir / f"podman-{run_id}.owner").write_text(f"{owner_token()}\n{proc.pid}\n")
     url = _socket_url(str(sock))
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -192,8 +200,45 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline
     )
 
 
+def service_dir() -> Path:
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else tempfile.gettempdir())) / "aidb-gate"
+
+
+def reap_dead_services(folder: Path | None = None) -> list[int]:
+    """Stop the API services of runs that were killed, and remove their sockets and logs."""
+    from aidb_gate.core.run import owner_alive, process_start_time
+
+    folder = folder or service_dir()
+    stopped = []
+    for owner_file in folder.glob("podman-*.owner") if folder.is_dir() else []:
+        try:
+            token, pid_text = owner_file.read_text().split()[:2]
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if owner_alive(token):
+            continue
+        if process_start_time(pid) is not None and "podman" in _cmdline(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, 15)
+                stopped.append(pid)
+        stem = owner_file.name.removesuffix(".owner")
+        for suffix in (".owner", ".sock", ".log"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / f"{stem}{suffix}").unlink()
+    return stopped
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> Engine:
     """The engine for this run; starts Podman's API service when Podman is installed but idle."""
+    reap_dead_services()
     conf_env, notes = _conf_env(environ)
     tried = []
     for origin, url in candidate_hosts(environ):

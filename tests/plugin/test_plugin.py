@@ -79,33 +79,75 @@ def test_a_run_leaves_no_labelled_resource_behind(pytester):
     assert leftovers(run_id) == []
 
 
-@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
-                    reason="needs Podman (make test installs it)")
-def test_ctrl_c_mid_run_leaves_nothing_behind(pytester, tmp_path):
-    run_id = f"selftest-{uuid.uuid4().hex[:8]}"
-    ready, never = tmp_path / "ready", tmp_path / "never"
-    project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false', f"""
+HOLDING_TEST = """
 import time
 from pathlib import Path
 
-def test_interrupted(stack):
-    Path({str(ready)!r}).write_text("up")
-    deadline = time.monotonic() + 120
-    while not Path({str(never)!r}).exists() and time.monotonic() < deadline:
+def test_holds_the_stack(stack):
+    Path({ready!r}).write_text("up")
+    deadline = time.monotonic() + 300
+    while not Path({release!r}).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-""")
+"""
+
+
+def start_holding_child(pytester, tmp_path, name: str) -> tuple[subprocess.Popen, Path, Path, str]:
+    """A child gate run that starts its stack and holds it until `release` appears."""
+    run_id = f"selftest-{name}-{uuid.uuid4().hex[:6]}"
+    ready, release = tmp_path / f"{name}.ready", tmp_path / f"{name}.release"
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(
+        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\n'
+        "[tool.aidb-gate.dependencies.qdrant]\nenabled = false\n")
+    (folder / "test_hold.py").write_text("import pytest\n\npytestmark = pytest.mark.p1\n"
+                                         + HOLDING_TEST.format(ready=str(ready), release=str(release)))
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id}
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider"],
-                             cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return child, ready, release, run_id
+
+
+def wait_ready(child: subprocess.Popen, ready: Path) -> None:
     deadline = time.monotonic() + 300
     while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ready.exists(), f"the child never reached the test: {child.communicate()[0][-3000:]}"
+    assert ready.exists(), f"the child never reached its test: {child.communicate()[0][-3000:]}"
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+def test_ctrl_c_mid_run_leaves_nothing_behind(pytester, tmp_path):
+    child, ready, _release, run_id = start_holding_child(pytester, tmp_path, "interrupted")
+    wait_ready(child, ready)
     assert leftovers(run_id), "the running stack should be visible before the interrupt"
     child.send_signal(signal.SIGINT)
     output = child.communicate(timeout=120)[0]
     assert child.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert leftovers(run_id) == [], output[-3000:]
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_those(pytester, tmp_path):
+    killed, killed_ready, _, killed_id = start_holding_child(pytester, tmp_path, "killed")
+    alive, alive_ready, alive_release, alive_id = start_holding_child(pytester, tmp_path, "alive")
+    try:
+        wait_ready(killed, killed_ready)
+        wait_ready(alive, alive_ready)
+        killed.kill()
+        killed.wait()
+        assert leftovers(killed_id), "SIGKILL skips clean-up, so the dead run's stack is still there"
+        project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false',
+                "def test_engine(engine):\n    assert engine.kind")
+        run_child(pytester).assert_outcomes(passed=1)
+        assert leftovers(killed_id) == [], "the next run must remove what the killed run left"
+        assert leftovers(alive_id), "the next run removed a live run's resources"
+    finally:
+        alive_release.write_text("go")
+        output = alive.communicate(timeout=300)[0]
+    assert alive.returncode == 0, output[-3000:]
+    assert leftovers(alive_id) == []
 
 
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,

@@ -36,3 +36,22 @@ def test_run_labels_and_secrets():
     assert run.redactor(f"password={secret}") == "password=***"
     assert secret != Run().secret()
     assert str(os.getpid()) in labels["aidb-gate.owner"]
+
+
+def test_services_of_dead_runs_are_reaped_and_live_ones_kept(tmp_path):
+    from aidb_gate.engine import reap_dead_services
+
+    bystander = subprocess.Popen(["sleep", "30"])  # not a podman process: must never be signalled
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_token = owner_token(dead.pid)
+    dead.wait()
+    try:
+        (tmp_path / "podman-dead.owner").write_text(f"{dead_token}\n{bystander.pid}\n")
+        (tmp_path / "podman-dead.sock").write_text("")
+        (tmp_path / "podman-live.owner").write_text(f"{owner_token()}\n{bystander.pid}\n")
+        assert reap_dead_services(tmp_path) == []
+        assert not (tmp_path / "podman-dead.owner").exists() and not (tmp_path / "podman-dead.sock").exists()
+        assert (tmp_path / "podman-live.owner").exists()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
