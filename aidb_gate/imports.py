@@ -39,6 +39,12 @@ for m in mods:
     except subprocess.TimeoutExpired:
         code, err = -1, "import did not finish within 120 s (blocked on a dependency at import time?)"
     print(json.dumps({"module": m, "code": code, "stderr": err[-6000:]}), flush=True)
+if os.environ.get("AIDB_GATE_PIP_CHECK") == "1":
+    has_pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
+    if has_pip:
+        p = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
+                           env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        print(json.dumps({"pip_check": p.returncode, "output": (p.stdout + p.stderr)[-6000:]}), flush=True)
 """
 
 
@@ -88,17 +94,6 @@ def explain_import_error(traceback: str) -> str:
     return f"import raised {last[-1].strip()}" if last else "import failed with no output"
 
 
-def find_interpreter(engine: Engine, image: str, configured: str, labels: dict[str, str]) -> str | None:
-    for candidate in [configured] if configured else ["python3", "python"]:
-        try:
-            code, out, _ = run_py(engine, image, candidate, ["-c", "print('ok')"], {}, labels)
-        except Exception:
-            continue
-        if code == 0 and "ok" in out:
-            return candidate
-    return None
-
-
 def run_py(engine: Engine, image: str, interp: str, args: list[str], env: dict[str, str],
            labels: dict[str, str]) -> tuple[int, str, str]:
     return api.run_once(engine, image, [interp, *args], env=env, labels=labels)
@@ -107,14 +102,22 @@ def run_py(engine: Engine, image: str, interp: str, args: list[str], env: dict[s
 def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[str, str],
                   modules: tuple[str, ...] = (), interpreter: str = "", pip_check: bool = True) -> ImportReport:
     report = ImportReport()
-    interp = find_interpreter(engine, image, interpreter, labels)
-    if interp is None:
+    # One container does everything (imports, then pip check); the next interpreter is tried only
+    # when this one does not exist in the image.
+    env = {**env, "AIDB_GATE_PIP_CHECK": "1" if pip_check else "0"}
+    for interp in [interpreter] if interpreter else ["python3", "python"]:
+        try:
+            code, out, err = run_py(engine, image, interp, ["-c", DRIVER, *modules], env, labels)
+        except Exception as exc:  # the engine refuses to start a missing executable
+            code, out, err = 127, "", str(exc)
+        if '"modules"' in out:
+            report.interpreter = interp
+            break
+    else:
         tried = interpreter or "python3, python"
-        report.error = (f"No Python interpreter ({tried}) runs in {image}. Set `imports.interpreter` to the "
-                        "image's interpreter, or install Python in the image.")
+        report.error = (f"No Python interpreter ({tried}) runs in {image} ({err.strip()[-300:]}). Set "
+                        "`imports.interpreter` to the image's interpreter, or install Python in the image.")
         return report
-    report.interpreter = interp
-    code, out, err = run_py(engine, image, interp, ["-c", DRIVER, *modules], env, labels)
     for line in out.splitlines():
         try:
             row = json.loads(line)
@@ -124,15 +127,11 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
             report.workdir, report.python_version = row["cwd"], row["python"]
         elif "module" in row:
             report.modules.append(ModuleImport(row["module"], row["code"] == 0, row["stderr"]))
+        elif "pip_check" in row:
+            report.pip_check, report.pip_check_ok = row["output"].strip(), row["pip_check"] == 0
     if code != 0 and not report.modules:
         report.error = f"the import driver failed (exit {code}): {(err or out).strip()[-1500:]}"
     elif not report.modules:
         report.error = (f"no Python modules found in the image's working directory {report.workdir or '?'}. "
                         "Set WORKDIR in the Containerfile to the app's folder, or list `imports.modules`.")
-    if pip_check:
-        has_pip, _, _ = run_py(engine, image, interp, ["-m", "pip", "--version"], {}, labels)
-        if has_pip == 0:
-            pcode, pout, perr = run_py(engine, image, interp, ["-m", "pip", "check"], {}, labels)
-            report.pip_check = (pout + perr).strip()
-            report.pip_check_ok = pcode == 0
     return report

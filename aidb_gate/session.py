@@ -8,8 +8,11 @@ the stack. The pytest fixtures and the CLI are thin callers of this class.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +92,22 @@ class GateSession:
         self._cache: dict[str, Any] = {}
         self.api_key = self.run.secret()
         self.reaped: Sweep | None = None
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._prefetch: threading.Thread | None = None
+
+    def prefetch_stack(self) -> None:
+        """Provision dependency images and start the stack in the background while the target builds.
+
+        Errors are not lost: they are cached by `_once` and raised to the first test that asks.
+        """
+        if self._prefetch is None:
+            def work() -> None:
+                with contextlib.suppress(Exception):  # cached by _once; raised to the first test that asks
+                    self.stack()
+
+            self._prefetch = threading.Thread(target=work, name="aidb-gate-prefetch", daemon=True)
+            self._prefetch.start()
 
     @contextmanager
     def _stage(self, name: str):
@@ -101,13 +120,23 @@ class GateSession:
             self.stages.record(name, time.monotonic() - begin, ok)
 
     def _once(self, key: str, stage: str, make: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            with self._stage(stage):
-                try:
-                    self._cache[key] = make()
-                except GateError as err:
-                    self._cache[key] = err
-                    raise
+        # One lock per step: a test waiting for a step the background prefetch is running just waits.
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                with self._stage(stage):
+                    try:
+                        self._cache[key] = make()
+                    except GateError as err:
+                        self._cache[key] = err
+                        raise
+                    except Exception as err:
+                        # Cached like a GateError, so a second caller gets the same answer instead of a retry
+                        # that collides with half-made resources.
+                        self._cache[key] = GateError(f"the {stage} step failed: {type(err).__name__}: {err}",
+                                                     stage=stage)
+                        raise self._cache[key] from err
         value = self._cache[key]
         if isinstance(value, GateError):
             raise value
@@ -311,7 +340,9 @@ class GateSession:
 
         def make() -> RestoreRun:
             names = [n for n in ("postgres", "qdrant") if n in self.stack().deps]
-            fresh = {n: self.fresh_dependency(n, f"{n}-restored") for n in names}
+            with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+                futures = {n: pool.submit(self.fresh_dependency, n, f"{n}-restored") for n in names}
+                fresh = {n: f.result() for n, f in futures.items()}
             pg, q = self.targets(fresh)
             self.progress(f"restore: into fresh {', '.join(names)}")
             timings = restore_backup(backup.folder, pg, q)
@@ -358,6 +389,9 @@ class GateSession:
         """Remove everything this run made (unless kept) and stop an engine service we started."""
         if self.engine is None:
             return None
+        if self._prefetch is not None:
+            # A stack still starting in the background would otherwise appear after the sweep.
+            self._prefetch.join(timeout=180)
         sweep = None
         for key in ("boot", "stack"):
             value = self._cache.get(key)

@@ -176,7 +176,10 @@ def engine(gate: GateSession):
 
 @pytest.fixture(scope="session")
 def target_build(gate: GateSession):
-    """The build stage's result; a failed build is a result, not an error."""
+    """The build stage's result; a failed build is a result, not an error.
+
+    The dependencies start in the background meanwhile, so the stack is ready when the build is."""
+    gate.prefetch_stack()
     return _gate_call(gate.build)
 
 

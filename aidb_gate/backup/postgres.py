@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ class PgTarget:
     container: str
     user: str
     db: str
-    env: dict[str, str] | None = None
+    # Kept out of repr: a failure report must show neither the process environment nor the DSN.
+    env: dict[str, str] | None = field(default=None, repr=False)
     #: Optional libpq DSN (without dbname) from the host; queries then skip `exec` and run much faster.
-    dsn: str | None = None
+    dsn: str | None = field(default=None, repr=False)
 
     def with_db(self, db: str) -> PgTarget:
         return PgTarget(self.cli, self.container, self.user, db, self.env, self.dsn)

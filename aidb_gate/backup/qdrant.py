@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ class QdrantTarget:
     """A Qdrant REST endpoint and its API key (None when the server has none)."""
 
     url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 120.0
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -55,7 +55,7 @@ def _child_project(pytester: pytest.Pytester, case: corpus.Case, context: Path) 
 @pytest.mark.corpus
 @needs_podman
 @pytest.mark.parametrize("folder", _entries())
-def test_gate_rejects_the_entry_at_its_stage(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+def test_the_gate_gives_the_expected_verdict(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path, folder: Path | None) -> None:
     case = corpus.reference_case() if folder is None else corpus.load_case(folder)
     context = corpus.assemble(case, tmp_path / f"aidb-{case.name}")
