@@ -43,5 +43,8 @@ p1: setup
 p2: setup
 	$(BIN)/pytest -m p2 suites --html=reports/gate-p2.html --junitxml=reports/junit-p2.xml
 
+bench: setup
+	$(BIN)/python bench/gate_bench.py --repeat 10
+
 clean: $(STAMP)
 	$(BIN)/aidb-gate clean

@@ -19,6 +19,7 @@ from testcontainers.core.container import DockerContainer
 
 from aidb_gate.config import GateConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, publish_on_loopback
+from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.wait import HttpProbe, NotReady
 
@@ -50,10 +51,13 @@ class Boot:
         return f"http://{LOOPBACK}:{port}"
 
 
-def boot_target(run: Run, network: Any, image: str, cfg: GateConfig, env: dict[str, str], log_dir: Path,
-                role: str = "target") -> Boot:
-    container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role))
-    container.with_network(network).with_network_aliases(role)
+def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env: dict[str, str], log_dir: Path,
+                role: str = "target", hosts: dict[str, str] | None = None) -> Boot:
+    """Start the target; `hosts` ({alias: address}) become /etc/hosts entries for its dependencies."""
+    _ip, attach = network.attach_kwargs(role)
+    container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role),
+                                extra_hosts=hosts or {}, **attach)
+    container.with_network(network.tc)
     publish_on_loopback(container, cfg.port)
     container.start()
     log = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()

@@ -9,6 +9,7 @@ the stack. The pytest fixtures and the CLI are thin callers of this class.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -85,7 +86,9 @@ class GateSession:
         self.cfg = cfg
         self.run = run or Run()
         self.progress = progress or (lambda _msg: None)
-        self.log_dir: Path = cfg.reports_dir / "logs"
+        # Each pytest-xdist worker runs its own stack; its logs must not overwrite another worker's.
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self.log_dir: Path = cfg.reports_dir / "logs" / worker if worker else cfg.reports_dir / "logs"
         self.stages = StageBook()
         self.engine: Engine | None = None
         self._base: BaseImage | None = None
@@ -247,7 +250,7 @@ class GateSession:
         """Boot another instance of the target against the given dependency endpoints."""
         image, stack = self.target_image(), self.stack()
         env = self.cfg.render_env(endpoints, self.api_key)
-        return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role)
+        return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role, hosts=stack.hosts())
 
     def target_env(self) -> dict[str, str]:
         return self.stack().target_env(self.cfg, self.api_key)
@@ -257,7 +260,7 @@ class GateSession:
 
         def make() -> Boot:
             self.progress(f"booting {image}")
-            return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir)
+            return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, hosts=stack.hosts())
 
         boot = self._once("boot", "boot", make)
         if not boot.ready:
@@ -363,6 +366,12 @@ class GateSession:
         images = self._cache.get("images")
         if isinstance(images, dict):
             facts["images"] = {k: f"{v.ref} ({v.source}, {v.image_id[:19]})" for k, v in images.items()}
+        stack = self._cache.get("stack")
+        if isinstance(stack, Stack):
+            facts["dependency_ready_s"] = {n: round(d.ready_s, 3) for n, d in stack.deps.items()}
+        boot = self._cache.get("boot")
+        if isinstance(boot, Boot):
+            facts["boot_s"] = round(boot.seconds, 3)
         build = self._cache.get("build")
         if isinstance(build, BuildResult):
             facts["target image"] = f"{build.ref} ({build.image_id[:19]})"

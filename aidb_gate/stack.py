@@ -12,10 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aidb_gate.config import GateConfig
-from aidb_gate.core.network import run_network
+from aidb_gate.core.network import RunNetwork, run_network
 from aidb_gate.core.run import Run
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
@@ -61,13 +60,17 @@ class Stack:
     """The running dependencies of one run, on the run's network."""
 
     run: Run
-    network: Any
+    network: RunNetwork
     deps: dict[str, Dependency] = field(default_factory=dict)
     #: Further instances started by later stages (restore targets), by role.
     extra: dict[str, Dependency] = field(default_factory=dict)
 
     def endpoints(self) -> dict[str, dict[str, str]]:
         return {name: dep.endpoint() for name, dep in self.deps.items()}
+
+    def hosts(self) -> dict[str, str]:
+        """{alias: fixed address} of every dependency instance, for the target's /etc/hosts."""
+        return {d.alias: d.ip for d in [*self.deps.values(), *self.extra.values()] if d.ip}
 
     def target_env(self, cfg: GateConfig, api_key: str) -> dict[str, str]:
         return cfg.render_env(self.endpoints(), api_key)

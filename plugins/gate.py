@@ -123,7 +123,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     gate = session.config.stash.get(SESSION, None)
     if gate is None or not gate.stages.rows():
         return
-    reporting.write_summary(gate.cfg.reports_dir / "summary.json", gate.stages, gate.evidence(),
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    name = f"summary-{worker}.json" if worker else "summary.json"
+    reporting.write_summary(gate.cfg.reports_dir / name, gate.stages, gate.evidence(),
                             session.config.stash[VERDICTS], int(exitstatus))
 
 
@@ -296,7 +298,7 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
         extra.append(extras.json(gate.evidence() | {"stages": gate.stages.rows()}, name="facts"))
     elif rep.when == "call":
         for path in sorted(gate.log_dir.glob("*.log")):
-            extra.append(extras.url(f"logs/{path.name}", name=path.name))
+            extra.append(extras.url(str(path.relative_to(gate.cfg.reports_dir)), name=path.name))
     rep.extras = extra
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, host_port, publish_on_loopback
+from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.wait import PollResult, poll_until
 from aidb_gate.errors import GateError
@@ -37,6 +38,8 @@ class Dependency:
     extra: dict[str, str] = field(default_factory=dict)
     #: One readiness check from the host (the service module's own); used after a fault.
     check: Callable[[Dependency], bool] | None = None
+    #: The fixed address on the run's network (see core/network.py for why it is fixed).
+    ip: str = ""
 
     def wait_ready(self, deadline_s: float = 60.0) -> PollResult:
         """Poll the service's own readiness check until it passes or the deadline passes."""
@@ -71,11 +74,14 @@ class Dependency:
         return values
 
 
-def start_container(container: Any, run: Run, network: Any, dep: DependencyConfig, image: ImageInfo,
+def start_container(container: Any, run: Run, network: RunNetwork, dep: DependencyConfig, image: ImageInfo,
                     log_dir: Path, role: str, **fields: Any) -> Dependency:
-    """Wire a testcontainers container into the run (network alias, loopback port), start it
-    with its own wait strategy, and follow its logs."""
-    container.with_network(network).with_network_aliases(role)
+    """Wire a testcontainers container into the run (static address and alias on the run's
+    network, loopback port), start it with its own wait strategy, and follow its logs."""
+    ip, attach = network.attach_kwargs(role)
+    # Extra create() kwargs win over testcontainers' own network settings, so the address sticks.
+    container.with_network(network.tc)
+    container._kwargs.update(attach)
     publish_on_loopback(container, dep.port)
     begin = time.monotonic()
     try:
@@ -91,7 +97,7 @@ def start_container(container: Any, run: Run, network: Any, dep: DependencyConfi
             stage="dependencies",
         ) from None
     follower = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
-    return Dependency(role, container, image, dep, follower, time.monotonic() - begin, **fields)
+    return Dependency(role, container, image, dep, follower, time.monotonic() - begin, ip=ip, **fields)
 
 
 def labelled_kwargs(run: Run, role: str) -> dict[str, Any]:

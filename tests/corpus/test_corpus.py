@@ -61,8 +61,9 @@ def test_the_gate_gives_the_expected_verdict(pytester: pytest.Pytester, monkeypa
     context = corpus.assemble(case, tmp_path / f"aidb-{case.name}")
     _child_project(pytester, case, context)
 
-    # The child's configuration is the case's alone: no AIDB_GATE_* of the caller leaks into it.
-    for key in [k for k in os.environ if k.startswith("AIDB_GATE_")]:
+    # The child's configuration is the case's alone: no AIDB_GATE_* of the caller leaks into it. Nor is
+    # it an xdist worker when this test runs in one (the plugin names its summary after the worker).
+    for key in [k for k in os.environ if k.startswith(("AIDB_GATE_", "PYTEST_XDIST_"))]:
         monkeypatch.delenv(key)
     run_ids = []
     for _attempt in range(2):

@@ -55,3 +55,10 @@ def test_services_of_dead_runs_are_reaped_and_live_ones_kept(tmp_path):
         assert bystander.poll() is None
     finally:
         bystander.kill()
+
+
+def test_static_macs_follow_their_address():
+    from aidb_gate.core.network import mac_for
+
+    assert mac_for("10.89.3.100") == "02:42:0a:59:03:64"
+    assert mac_for("10.89.3.101") != mac_for("10.89.3.100")

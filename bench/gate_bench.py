@@ -1,0 +1,204 @@
+"""The gate's benchmark: cold and warm p1 runs, the critical path, flakiness, and backup at scale.
+
+Writes reports/bench.json and reports/bench.md. Every number comes from real runs on this
+machine, in this invocation:
+
+- cold_p1_s: `pytest -m p1` after every project image was removed (base, recipes, target);
+- warm_p1_median_s: the median of --repeat warm `pytest -m p1` runs; flaky_runs counts the
+  ones that failed (a failure here is a bug to fix, not a timeout to raise);
+- per-stage times, from each run's reports/summary.json;
+- critical_path_s: the slowest dependency's time to ready + the service's time to ready + the
+  tests' own work (call phases), measured in the same warm runs - the lower bound the warm time
+  is compared with;
+- backup_scale_s / raw_dump_restore_s: backup + verify + restore of ~1,000,000 Postgres rows
+  next to raw `pg_dump -Fc` + `pg_restore` of the same data, and the Qdrant side (50,000 points
+  of 384 dimensions) timed on its own.
+
+Usage: python bench/gate_bench.py [--repeat 10] [--skip-cold] [--skip-scale] [--rows N] [--points N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports"
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def p1_run(label: str) -> dict:
+    """One `pytest -m p1` in its own reports folder; its wall time, outcome and stage data."""
+    out = REPORTS / "bench-runs" / label
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AIDB_GATE_REPORTS_DIR": str(out)}
+    begin = time.monotonic()
+    proc = subprocess.run([*PYTEST, "-m", "p1", "suites", "-q", f"--html={out}/gate.html", f"--junitxml={out}/junit.xml",
+                           "-o", "junit_duration_report=call"], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - begin
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    calls = sum(float(tc.get("time", 0)) for tc in ET.parse(out / "junit.xml").iter("testcase")) \
+        if (out / "junit.xml").exists() else 0.0
+    ev = summary.get("evidence", {})
+    deps_ready = ev.get("dependency_ready_s", {})
+    critical = (max(deps_ready.values()) if deps_ready else 0.0) + ev.get("boot_s", 0.0) + calls
+    tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
+    log(f"{label}: exit {proc.returncode} in {wall:.1f} s (critical path {critical:.1f} s) {tail.splitlines()[-1] if tail else ''}")
+    return {"label": label, "exit": proc.returncode, "wall_s": round(wall, 2), "critical_path_s": round(critical, 2),
+            "tests_call_s": round(calls, 2), "stages": {r["stage"]: r["seconds"] for r in summary.get("stages", [])},
+            "dependency_ready_s": deps_ready, "boot_s": ev.get("boot_s")}
+
+
+def remove_project_images() -> None:
+    env = {**os.environ}
+    from aidb_gate.engine import _conf_env
+
+    env.update(_conf_env(os.environ)[0])
+    refs = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
+                           "reference=localhost/aidb-gate/*"], capture_output=True, text=True, env=env).stdout.split()
+    if refs:
+        subprocess.run(["podman", "rmi", "-f", *refs], capture_output=True, env=env)
+    log(f"removed {len(refs)} project images for the cold run")
+
+
+def scale(rows: int, points: int) -> dict:
+    """Backup, verify and restore at scale, beside raw pg_dump + pg_restore of the same data."""
+    from aidb_gate.backup import postgres as pg_backup
+    from aidb_gate.backup import qdrant as q_backup
+    from aidb_gate.backup import restore_backup, take_backup, verify_backup
+    from aidb_gate.config import load_config
+    from aidb_gate.session import GateSession
+
+    work = REPORTS / "bench-scale"
+    cfg = load_config(ROOT, {"reports_dir": str(work), "dependencies": {"redis": {"enabled": False}}})
+    session = GateSession(cfg, progress=log)
+    result: dict = {"rows": rows, "points": points}
+    try:
+        stack = session.stack()
+        pg = session.pg_target(stack.deps["postgres"])
+        q = session.qdrant_target(stack.deps["qdrant"])
+        log(f"loading {rows} rows")
+        pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c",
+                 "CREATE TABLE bench_rows (id bigserial PRIMARY KEY, title text, body text, score double precision, "
+                 f"meta jsonb); INSERT INTO bench_rows (title, body, score, meta) SELECT 'title ' || g, "
+                 "repeat(md5(g::text), 4), g / 7.0, jsonb_build_object('g', g, 'tag', 'ü' || (g % 100)) "
+                 f"FROM generate_series(1, {rows}) g"])
+        q.result("PUT", "/collections/bench_points", json={"vectors": {"size": 384, "distance": "Cosine"}})
+        log(f"loading {points} points of 384 dimensions")
+        rnd = random.Random(7)
+        for start in range(0, points, 500):
+            batch = [{"id": i + 1, "vector": [rnd.uniform(-1, 1) for _ in range(384)], "payload": {"i": i, "t": f"p{i}"}}
+                     for i in range(start, min(points, start + 500))]
+            q.result("PUT", "/collections/bench_points/points", params={"wait": "true"}, json={"points": batch})
+
+        # Raw baseline: what an operator would run by hand, on the same data, in the same run.
+        raw = work / "raw.dump"
+        begin = time.monotonic()
+        with raw.open("wb") as out:
+            pg.exec(["pg_dump", "-Fc", "-U", pg.user, "-d", pg.db], stdout=out)
+        raw_db = pg.with_db(f"bench_raw_{uuid.uuid4().hex[:6]}")
+        pg_backup.create_database(pg, raw_db.db)
+        with raw.open("rb") as fh:
+            pg.exec(["pg_restore", "-U", pg.user, "-d", raw_db.db, "--no-owner", "--no-privileges"], stdin=fh)
+        result["raw_dump_restore_s"] = round(time.monotonic() - begin, 2)
+        pg_backup.drop_database(pg, raw_db.db)
+
+        # The gate's procedure, Postgres part: backup + verify + restore into a fresh database.
+        folder = work / "backup-pg"
+        begin = time.monotonic()
+        take_backup(folder, pg, None)
+        problems = verify_backup(folder, pg)
+        target = pg.with_db(f"bench_restore_{uuid.uuid4().hex[:6]}")
+        pg_backup.create_database(pg, target.db)
+        restore_backup(folder, target, None)
+        result["backup_scale_s"] = round(time.monotonic() - begin, 2)
+        result["backup_scale_problems"] = problems
+        result["backup_over_raw"] = round(result["backup_scale_s"] / result["raw_dump_restore_s"], 3)
+        pg_backup.drop_database(pg, target.db)
+
+        # Qdrant part, on its own: snapshot, verify, restore into a fresh server.
+        folder = work / "backup-qdrant"
+        begin = time.monotonic()
+        take_backup(folder, None, q)
+        problems = verify_backup(folder, None)
+        fresh = session.qdrant_target(session.fresh_dependency("qdrant", "qdrant-bench"))
+        restore_backup(folder, None, fresh)
+        result["qdrant_scale_s"] = round(time.monotonic() - begin, 2)
+        result["qdrant_points_restored"] = q_backup.count(fresh, "bench_points")
+        result["qdrant_scale_problems"] = problems
+    finally:
+        session.close()
+    return result
+
+
+def markdown(data: dict) -> str:
+    rows = [
+        ("cold `pytest -m p1`", data.get("cold_p1_s")),
+        (f"warm `pytest -m p1`, median of {data['repeat_runs']}", data.get("warm_p1_median_s")),
+        ("critical path (slowest dependency + service ready + tests' own work)", data.get("critical_path_s")),
+        ("warm / critical path", data.get("warm_over_critical")),
+        ("flaky runs", f"{data.get('flaky_runs')} of {data.get('repeat_runs')}"),
+        (f"backup + verify + restore, {data.get('scale', {}).get('rows', '-')} Postgres rows", data.get("backup_scale_s")),
+        ("raw pg_dump + pg_restore of the same data", data.get("raw_dump_restore_s")),
+        ("gate / raw", data.get("scale", {}).get("backup_over_raw")),
+        (f"Qdrant snapshot + verify + restore, {data.get('scale', {}).get('points', '-')} points x 384",
+         data.get("scale", {}).get("qdrant_scale_s")),
+    ]
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {name} | {'-' if value is None else value} |" for name, value in rows]
+    if data.get("warm_stage_median_s"):
+        lines += ["", "| stage (warm, median) | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in data["warm_stage_median_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--points", type=int, default=50_000)
+    args = parser.parse_args()
+    REPORTS.mkdir(exist_ok=True)
+    data: dict = {"machine": {"cpus": os.cpu_count()}, "repeat_runs": args.repeat, "measured_at": time.strftime("%F %T")}
+    if not args.skip_cold:
+        remove_project_images()
+        cold = p1_run("cold")
+        data["cold_p1_s"], data["cold_exit"] = cold["wall_s"], cold["exit"]
+    warm = [p1_run(f"warm-{i + 1}") for i in range(args.repeat)]
+    data["warm_runs"] = warm
+    data["warm_p1_median_s"] = round(statistics.median(r["wall_s"] for r in warm), 2)
+    data["critical_path_s"] = round(statistics.median(r["critical_path_s"] for r in warm), 2)
+    data["warm_over_critical"] = round(data["warm_p1_median_s"] / data["critical_path_s"], 3)
+    data["flaky_runs"] = sum(1 for r in warm if r["exit"] != 0)
+    from aidb_gate.report import STAGES
+
+    seen = {s for r in warm for s in r["stages"]}
+    data["warm_stage_median_s"] = {s: round(statistics.median(r["stages"].get(s, 0.0) for r in warm), 2)
+                                   for s in STAGES if s in seen}
+    if not args.skip_scale:
+        data["scale"] = scale(args.rows, args.points)
+        data["backup_scale_s"] = data["scale"]["backup_scale_s"]
+        data["raw_dump_restore_s"] = data["scale"]["raw_dump_restore_s"]
+    (REPORTS / "bench.json").write_text(json.dumps(data, indent=2))
+    (REPORTS / "bench.md").write_text(markdown(data))
+    print(markdown(data))
+    return 0 if data["flaky_runs"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
