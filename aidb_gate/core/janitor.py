@@ -34,7 +34,9 @@ class Sweep:
 def _labelled(client, run_id: str | None):
     selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
     filters = {"label": selector}
-    containers = client.containers.list(all=True, filters=filters)
+    # sparse: no per-container inspect, which races with other runs removing their containers
+    # (Podman answers 500, not 404, for a container that vanished in between).
+    containers = client.containers.list(all=True, filters=filters, sparse=True)
     networks = client.networks.list(filters=filters)
     volumes = client.volumes.list(filters=filters)
     return containers, networks, volumes
@@ -43,12 +45,13 @@ def _labelled(client, run_id: str | None):
 def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
     # Containers first: a network or volume in use cannot be removed.
     for c in containers:
+        name = _container_name(c)
         try:
             c.remove(force=True, v=True)
-            sweep.containers.append(c.name)
+            sweep.containers.append(name)
         except Exception as err:  # already gone is fine; anything else is reported
             if "no such" not in str(err).lower() and "404" not in str(err):
-                sweep.errors.append(f"container {c.name}: {err}")
+                sweep.errors.append(f"container {name}: {err}")
     for n in networks:
         try:
             n.remove()
@@ -64,6 +67,11 @@ def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
             if "no such" not in str(err).lower() and "404" not in str(err):
                 sweep.errors.append(f"volume {v.name}: {err}")
     return sweep
+
+
+def _container_name(container) -> str:
+    names = (container.attrs or {}).get("Names") or []
+    return names[0].lstrip("/") if names else container.id[:12]
 
 
 def remove_run(client, run_id: str) -> Sweep:
