@@ -157,9 +157,19 @@ def dependency_mismatch(target_log: str, dep_logs: dict[str, str], provided: dic
     return None
 
 
+#: An access-log line of an HTTP request, e.g. uvicorn's `"GET /health/startup HTTP/1.1" 503`.
+ACCESS_LOG = re.compile(r'"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) \S+ HTTP/[\d.]+"')
+
+
 def last_lines(text: str, n: int = 30) -> str:
     lines = text.rstrip().splitlines()
     return "\n".join(lines[-n:])
+
+
+def last_progress(text: str) -> str:
+    """The service's last own log line - not an access-log line of the gate's own probes."""
+    own = [ln for ln in text.rstrip().splitlines() if ln.strip() and not ACCESS_LOG.search(ln)]
+    return own[-1].strip() if own else ""
 
 
 def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, str],
@@ -202,9 +212,9 @@ def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, s
             verdict += f"; {mismatch}"
         return Diagnosis(f"the container runs but never answered: {verdict}. Last log line: "
                          f"{last_lines(log_text, 1) or '(no output)'}", evidence)
-    progress = last_lines(log_text, 1) or "(no output)"
+    progress = last_progress(log_text) or "(no output besides request logs)"
     verdict = (f"startup did not complete by the deadline: the startup endpoint still answered "
-               f"{boot.last_status} after {boot.seconds:.0f} s; the last log line was: {progress}")
+               f"{boot.last_status} after {boot.seconds:.0f} s; the last thing it logged was: {progress[:400]}")
     if mismatch:
         verdict += f". {mismatch}"
     return Diagnosis(verdict, evidence)

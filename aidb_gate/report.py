@@ -149,6 +149,15 @@ def log_extras(log_dir: Path, redactor: Redactor, max_chars: int = 200_000) -> l
     return out
 
 
+BLOCKED = "so this stage cannot run"
+
+
+def condensed_verdicts(verdicts: dict[str, str]) -> tuple[dict[str, str], int]:
+    """The verdicts that name a cause, and how many tests were only blocked by an earlier stage."""
+    own = {k: v for k, v in verdicts.items() if BLOCKED not in v.split("\n", 1)[0]}
+    return own, len(verdicts) - len(own)
+
+
 def image_lines(evidence: dict) -> list[str]:
     lines = []
     if evidence.get("engine"):
@@ -175,8 +184,11 @@ def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) ->
                      "<tr><th>dependency</th><th>backup size</th><th>backup time</th><th>restore time</th>"
                      f"<th>invariants checked</th></tr>{rows}</table>")
     if verdicts:
+        own, blocked = condensed_verdicts(verdicts)
         items = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v.splitlines()[0])}</li>"
-                        for k, v in verdicts.items())
+                        for k, v in own.items())
+        if blocked:
+            items += f"<li>{blocked} more test(s) could not run because an earlier stage failed</li>"
         parts.append(f"<h3>Verdicts</h3><ul>{items}</ul>")
     return parts
 

@@ -156,6 +156,8 @@ class GateSession:
     def connect(self) -> Engine:
         if self.engine is None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.log_dir.glob("*.log"):  # a report must only show this run's logs
+                stale.unlink()
             with self._stage("engine"):
                 self.engine = connect(self.run.id)
                 configure_testcontainers(self.engine.docker_host)

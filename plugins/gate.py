@@ -51,8 +51,36 @@ def _options(config: pytest.Config) -> dict:
     return opts
 
 
+MARKERS = {
+    "p1": "priority 1, the deployment gate (`pytest -m p1`)",
+    "p2": "priority 2, deeper checks (properties, fault injection)",
+    **{stage: f"gate stage {stage}" for stage in ("build", "imports", "startup", "health", "auth", "qdrant", "backup",
+                                                  "restore", "faults")},
+}
+
+
+def _space_separated_target(config: pytest.Config) -> str | None:
+    """pytest decides its rootdir before any plugin option is known, so in `--gate-target DIR` it
+    takes DIR for a test path. Returns DIR when that happened."""
+    target = config.getoption("--gate-target")
+    if not target:
+        return None
+    raw = list(config.invocation_params.args)
+    for i, arg in enumerate(raw[:-1]):
+        if arg == "--gate-target" and raw[i + 1] == target:
+            return target
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[VERDICTS] = {}
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    spaced = _space_separated_target(config)
+    if spaced and Path(spaced).exists():
+        raise pytest.UsageError(
+            f"write `--gate-target={spaced}` (with '='): pytest decides its root folder before plugin options are "
+            f"known, so with a space it takes {spaced} for a test path and would collect the service's own files.")
     try:
         cfg = load_config(config.rootpath, _options(config),
                           config_file=Path(config.getoption("--gate-config")) if config.getoption("--gate-config") else None)
@@ -326,10 +354,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         tr.write_line(line)
     verdicts = config.stash[VERDICTS]
     if verdicts:
+        own, blocked = reporting.condensed_verdicts(verdicts)
         tr.write_line("")
         tr.write_line("verdicts:")
-        for nodeid, verdict in verdicts.items():
-            tr.write_line(f"  {nodeid}: {gate.run.redactor(verdict).splitlines()[0][:400]}")
+        for nodeid, verdict in own.items():
+            tr.write_line(f"  {nodeid}: {gate.run.redactor(verdict).splitlines()[0][:600]}")
+        if blocked:
+            tr.write_line(f"  ... and {blocked} test(s) that could not run because an earlier stage failed")
     first = gate.stages.first_failure()
     tr.write_line("")
     tr.write_line(f"GATE: {'FAIL at stage ' + first if first else 'PASS' if exitstatus == 0 else 'FAIL'}"
