@@ -12,7 +12,7 @@ gate: setup
 	$(BIN)/pytest -m p1 suites; status=$$?; \
 	  echo "[aidb-gate] reports: $(CURDIR)/reports/gate.html and $(CURDIR)/reports/junit.xml"; exit $$status
 
-test: setup lint unit p1
+test: setup lint unit p1 p2
 
 setup: $(STAMP) engine images
 
@@ -34,8 +34,10 @@ doctor: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-unit: $(STAMP)
-	$(BIN)/pytest tests --html=reports/selftest.html --junitxml=reports/selftest-junit.xml
+# The self-tests: unit, plugin (real child gate runs), integration and the known-bad corpus; two
+# workers, because most of their time is spent waiting on containers.
+unit: setup
+	$(BIN)/pytest tests -n 2 --html=reports/selftest.html --junitxml=reports/selftest-junit.xml
 
 p1: setup
 	$(BIN)/pytest -m p1 suites
