@@ -1,0 +1,42 @@
+"""engine: discovery order and the errors a user sees when there is no engine."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from aidb_gate import engine
+from aidb_gate.errors import EngineError
+
+
+def test_no_engine_anywhere_is_one_paragraph_that_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(engine, "candidate_hosts", lambda environ=None: [])
+    monkeypatch.setattr(engine, "_cli_for", lambda kind: None)
+    with pytest.raises(EngineError) as err:
+        engine.connect("unit", environ={})
+    text = str(err.value)
+    assert text.startswith("No container engine found") and "podman" in text.lower() and "\n" not in text
+
+
+def test_a_dead_docker_host_is_named_with_the_fix(monkeypatch):
+    monkeypatch.setattr(engine, "_ping", lambda url, timeout=5: None)
+    with pytest.raises(EngineError, match=re.escape("DOCKER_HOST is set to unix:///nowhere.sock, but no engine answers there")):
+        engine.connect("unit", environ={"DOCKER_HOST": "unix:///nowhere.sock"})
+
+
+def test_docker_host_comes_first(monkeypatch, tmp_path):
+    sock = tmp_path / "docker.sock"
+    sock.write_text("")
+    monkeypatch.setattr(engine, "DOCKER_SOCKET", str(sock))
+    found = engine.candidate_hosts({"DOCKER_HOST": "tcp://127.0.0.1:2375"})
+    assert found[0] == ("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    assert found[-1] == ("Docker socket", f"unix://{sock}")
+
+
+def test_the_project_containers_conf_is_applied_only_when_the_user_has_none(monkeypatch):
+    monkeypatch.setattr(engine, "_cgroups_hybrid", lambda: True)
+    assert engine.containers_conf_reasons({"CONTAINERS_CONF": "/mine.conf"}) == []
+    reasons = engine.containers_conf_reasons({})
+    if reasons:  # hosts with /etc/containers/containers.conf keep their own
+        assert any("hybrid" in r for r in reasons)
