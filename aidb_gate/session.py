@@ -9,7 +9,6 @@ the stack. The pytest fixtures and the CLI are thin callers of this class.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -82,12 +81,13 @@ def backup_facts(backup: BackupRun, restore: RestoreRun | None) -> dict[str, dic
 class GateSession:
     """Lazily runs the gate's pipeline for one run and remembers every result and log."""
 
-    def __init__(self, cfg: GateConfig, progress: Callable[[str], None] | None = None, run: Run | None = None):
+    def __init__(self, cfg: GateConfig, progress: Callable[[str], None] | None = None, run: Run | None = None,
+                 worker: str | None = None):
         self.cfg = cfg
         self.run = run or Run()
         self.progress = progress or (lambda _msg: None)
         # Each pytest-xdist worker runs its own stack; its logs must not overwrite another worker's.
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self.worker = worker
         self.log_dir: Path = cfg.reports_dir / "logs" / worker if worker else cfg.reports_dir / "logs"
         self.stages = StageBook()
         self.engine: Engine | None = None

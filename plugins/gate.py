@@ -92,7 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if tr is not None:
             tr.write_line(f"[aidb-gate] {report_redact(config, message)}")
 
-    session = GateSession(cfg, progress)
+    # The worker id comes from xdist's own config, not the environment, which a child pytest inherits.
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    session = GateSession(cfg, progress, worker=worker)
     config.stash[SESSION] = session
     # SIGTERM (a CI runner cancelling the job) takes the same clean-up path as Ctrl-C.
     if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -151,8 +153,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     gate = session.config.stash.get(SESSION, None)
     if gate is None or not gate.stages.rows():
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    name = f"summary-{worker}.json" if worker else "summary.json"
+    name = f"summary-{gate.worker}.json" if gate.worker else "summary.json"
     reporting.write_summary(gate.cfg.reports_dir / name, gate.stages, gate.evidence(),
                             session.config.stash[VERDICTS], int(exitstatus))
 

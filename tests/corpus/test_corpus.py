@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
@@ -65,19 +64,11 @@ def test_the_gate_gives_the_expected_verdict(pytester: pytest.Pytester, monkeypa
     # it an xdist worker when this test runs in one (the plugin names its summary after the worker).
     for key in [k for k in os.environ if k.startswith(("AIDB_GATE_", "PYTEST_XDIST_"))]:
         monkeypatch.delenv(key)
-    run_ids = []
-    for _attempt in range(2):
-        run_ids.append(f"corpus-{case.name}-{uuid.uuid4().hex[:6]}")
-        monkeypatch.setenv("AIDB_GATE_RUN_ID", run_ids[-1])
-        shutil.rmtree(pytester.path / "reports", ignore_errors=True)
-        result = pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", "-m", case.markers,
-                                               timeout=CHILD_TIMEOUT_S)
-        output = (result.stdout.str() + "\n" + result.stderr.str())[-6000:]
-        if not _lost_the_reaper_race(result):
-            break
-        warnings.warn(f"{case.name}: the child's start-up sweep of dead runs crashed on a container that another "
-                      "run removed meanwhile (a known gate bug, see _lost_the_reaper_race); ran it again",
-                      UserWarning, stacklevel=1)
+    run_id = f"corpus-{case.name}-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("AIDB_GATE_RUN_ID", run_id)
+    result = pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", "-m", case.markers,
+                                           timeout=CHILD_TIMEOUT_S)
+    output = (result.stdout.str() + "\n" + result.stderr.str())[-6000:]
 
     summary = corpus.read_summary(pytester.path / "reports")
     problems = corpus.judge(summary, case)
@@ -86,18 +77,4 @@ def test_the_gate_gives_the_expected_verdict(pytester: pytest.Pytester, monkeypa
         assert result.ret == 0, output
     else:
         assert result.ret == pytest.ExitCode.TESTS_FAILED, output
-    for run_id in run_ids:
-        assert _leftovers(run_id) == [], f"run {run_id} left resources behind"
-
-
-def _lost_the_reaper_race(result: pytest.RunResult) -> bool:
-    """The gate's janitor crashed because a labelled container vanished while it listed them.
-
-    `reap_dead_runs` lists containers with docker-py, which inspects each listed id; a container
-    another run removes in between (its one-shot import containers, its clean-up) raises NotFound,
-    and the child stops with an INTERNALERROR before any stage. That is a bug of the gate
-    (aidb_gate/core/janitor.py, `_labelled`), not a verdict on the case: until it is fixed the
-    child is run once more. Nothing else is retried.
-    """
-    out = result.stdout.str() + result.stderr.str()
-    return result.ret == pytest.ExitCode.INTERNAL_ERROR and "reap_dead_runs" in out and "NotFound" in out
+    assert _leftovers(run_id) == [], f"run {run_id} left resources behind"

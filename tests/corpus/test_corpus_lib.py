@@ -72,6 +72,8 @@ def test_the_corpus_covers_the_issue() -> None:
     for case in cases.values():
         if case.stage == "faults":
             assert "faults" in case.markers
+            # The reference passes the very fault configuration that the fault cases fail.
+            assert case.gate.get("faults") == corpus.REFERENCE_GATE["faults"], case.name
 
 
 def test_the_reference_case_expects_a_pass() -> None:
