@@ -86,9 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
                           config_file=Path(config.getoption("--gate-config")) if config.getoption("--gate-config") else None)
     except GateError as err:
         raise pytest.UsageError(f"aidb-gate configuration: {err}") from None
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-
     def progress(message: str) -> None:
+        # Looked up on each call: the terminal reporter may register after this hook runs.
+        tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line(f"[aidb-gate] {report_redact(config, message)}")
 

@@ -7,6 +7,7 @@ at the bundled reference AIDB, so they exercise the same code path as `pytest -m
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,3 +168,44 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
     result.assert_outcomes(passed=11)
     manifest = next((pytester.path / "reports" / "backup").glob("*/manifest.json")).read_text()
     assert '"format": "plain.gz"' in manifest and "backup-postgresql.sh" in manifest
+
+
+def _external_containers() -> set[str]:
+    """Every container the engine knows, build containers included (`--external`)."""
+    proc = subprocess.run(["podman", "ps", "-a", "--external", "-q"], capture_output=True, text=True,
+                          env={**os.environ, **_conf()}, check=False)
+    return set(proc.stdout.split())
+
+
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+@pytest.mark.parametrize("point", ["building", "starting", "booting"])
+def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
+    """SIGINT while the target builds (the stack starting beside it), while the dependencies start,
+    and while the service boots: no labelled container, network or volume and no build container
+    survives."""
+    run_id = f"selftest-int-{point}-{uuid.uuid4().hex[:6]}"
+    folder = tmp_path / "project"
+    folder.mkdir()
+    context = tmp_path / "service"
+    shutil.copytree(REFERENCE, context)
+    # A unique file makes the build's COPY layer new, so "building" really interrupts a build.
+    (context / "build_stamp.py").write_text(f"STAMP = {uuid.uuid4().hex!r}\n")
+    (folder / "pyproject.toml").write_text(f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{context}"\nca_bundle = "auto"\n')
+    (folder / "test_run.py").write_text("import pytest\n\npytestmark = pytest.mark.p1\n\n"
+                                        "def test_health(base_url):\n    assert base_url\n")
+    before = _external_containers()
+    env = {**os.environ, "AIDB_GATE_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}  # progress lines as they happen
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider", "-s"],
+                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    assert child.stdout is not None
+    for line in child.stdout:
+        seen.append(line)
+        if line.startswith("[aidb-gate] ") and line.split(" ", 2)[1] == point:
+            child.send_signal(signal.SIGINT)
+            break
+    output = "".join(seen) + child.communicate(timeout=300)[0]
+    assert child.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert leftovers(run_id) == [], output[-3000:]
+    assert _external_containers() <= before, "a build container survived the interrupt"
