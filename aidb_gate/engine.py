@@ -40,6 +40,7 @@ class Engine:
     cli_env: dict[str, str] = field(default_factory=dict)
     started: subprocess.Popen | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
+    _shared: object | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -55,6 +56,14 @@ class Engine:
 
         return docker.DockerClient(base_url=self.docker_host, timeout=timeout)
 
+    @property
+    def shared(self):
+        """One docker-py client for the run's many small look-ups (each new client costs a version
+        round trip); closed by `close()`. Callers must not close it."""
+        if self._shared is None:
+            self._shared = self.docker_client(timeout=600)
+        return self._shared
+
     def podman_client(self):
         """podman-py for inspection, logs and exec where the engine is Podman."""
         from podman import PodmanClient
@@ -63,6 +72,10 @@ class Engine:
 
     def close(self) -> None:
         """Stop the API service if this run started it, and remove its socket, log and owner file."""
+        if self._shared is not None:
+            with contextlib.suppress(Exception):
+                self._shared.close()
+            self._shared = None
         if self.started is not None and self.started.poll() is None:
             self.started.terminate()
             try:

@@ -53,24 +53,18 @@ def tree_hash(folder: Path, extra: str = "") -> str:
 
 
 def image_id(engine: Engine, ref: str) -> str | None:
-    client = engine.docker_client()
     try:
-        return client.images.get(ref).id
+        return engine.shared.images.get(ref).id
     except Exception:
         return None
-    finally:
-        client.close()
 
 
 def try_pull(engine: Engine, ref: str) -> tuple[str | None, str]:
     """(image id, "") after a successful pull, else (None, why)."""
-    client = engine.docker_client(timeout=600)
     try:
-        return client.images.pull(ref).id, ""
+        return engine.shared.images.pull(ref).id, ""
     except Exception as err:
         return None, str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
-    finally:
-        client.close()
 
 
 def run_build(
@@ -159,7 +153,9 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
 
 
 def _alias(engine: Engine, source: str, alias: str) -> None:
-    if alias != source and engine.cli:
+    if alias == source or image_id(engine, alias) == image_id(engine, source):
+        return
+    if engine.cli:
         subprocess.run([engine.cli, "tag", source, alias], env=engine.env(), capture_output=True, check=False)
 
 
