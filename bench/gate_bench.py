@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def scale(rows: int, points: int) -> dict:
     from aidb_gate.session import GateSession
 
     work = REPORTS / "bench-scale"
+    shutil.rmtree(work, ignore_errors=True)  # scratch of an earlier bench: a backup folder is never reused
     cfg = load_config(ROOT, {"reports_dir": str(work), "dependencies": {"redis": {"enabled": False}}})
     session = GateSession(cfg, progress=log)
     result: dict = {"rows": rows, "points": points}
