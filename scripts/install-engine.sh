@@ -15,8 +15,10 @@ if [ -f /etc/debian_version ] && [ "$(id -u)" = 0 ]; then
   echo "[aidb-gate] installing ${need[*]} with apt-get (about a minute)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" podman runc debootstrap uidmap slirp4netns \
-    fuse-overlayfs containernetworking-plugins iptables ca-certificates >/dev/null
+  # With recommends: that brings netavark and aardvark-dns, the network stack the gate is tested on
+  # (without them apt would settle for the CNI plugins).
+  apt-get install -y -qq podman runc debootstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns \
+    ca-certificates curl >/dev/null
   echo "[aidb-gate] engine: $(podman --version)"
   exit 0
 fi
