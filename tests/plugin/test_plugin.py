@@ -171,10 +171,13 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
 
 
 def _external_containers() -> set[str]:
-    """Every container the engine knows, build containers included (`--external`)."""
-    proc = subprocess.run(["podman", "ps", "-a", "--external", "-q"], capture_output=True, text=True,
-                          env={**os.environ, **_conf()}, check=False)
-    return set(proc.stdout.split())
+    """Build containers: what `podman ps --external` lists beyond Podman's own containers."""
+    def ids(*flags: str) -> set[str]:
+        proc = subprocess.run(["podman", "ps", "-a", "-q", "--no-trunc", *flags], capture_output=True, text=True,
+                              env={**os.environ, **_conf()}, check=False)
+        return set(proc.stdout.split())
+
+    return ids("--external") - ids()
 
 
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
