@@ -36,7 +36,3 @@ class ImageError(GateError):
 
 class BuildError(GateError):
     stage = "build"
-
-
-class StageFailed(GateError):
-    """A stage the current test depends on failed earlier; the test cannot pass."""

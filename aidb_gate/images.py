@@ -22,6 +22,8 @@ from aidb_gate.errors import ImageError
 RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
 HASH_LABEL = "aidb-gate.recipe-hash"
+#: Where RUN steps see the host's CA bundle (Debian's path, which pip's PIP_CERT then names).
+CONTAINER_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 IGNORED = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".venv"}
 
 Progress = Callable[[str], None]
@@ -99,7 +101,7 @@ def run_build(
     if ca_bundle and engine.kind == "podman":
         # A build arg, unlike --env, is not written into the image's config; the bundle is a
         # read-only mount of RUN steps only.
-        cmd += ["-v", f"{ca_bundle}:/etc/ssl/certs/ca-certificates.crt:ro", "--build-arg", f"PIP_CERT={ca_bundle_target()}"]
+        cmd += ["-v", f"{ca_bundle}:{CONTAINER_CA_BUNDLE}:ro", "--build-arg", f"PIP_CERT={CONTAINER_CA_BUNDLE}"]
     cmd.append(str(context))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
@@ -114,10 +116,6 @@ def run_build(
                 progress(line.strip()[:120])
         code = proc.wait()
     return code, "".join(lines)
-
-
-def ca_bundle_target() -> str:
-    return "/etc/ssl/certs/ca-certificates.crt"
 
 
 def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress | None = None) -> ImageInfo:

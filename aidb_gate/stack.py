@@ -80,7 +80,7 @@ def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir
                 progress: Progress | None = None) -> Stack:
     """Make the run's network and start every dependency at the same time."""
     stack = Stack(run, run_network(run))
-    deps = [d for d in cfg.enabled_dependencies]
+    deps = cfg.enabled_dependencies
     if progress:
         progress("starting " + ", ".join(f"{d.name} ({images[d.name].source})" for d in deps))
     with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:

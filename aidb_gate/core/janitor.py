@@ -85,16 +85,10 @@ def remove_run(client, run_id: str) -> Sweep:
     return _remove(Sweep(), *_labelled(client, run_id))
 
 
-def _owner(resource) -> str | None:
+def _labels(resource) -> dict[str, str]:
+    """A container's, network's or volume's labels, wherever the listing put them."""
     attrs = getattr(resource, "attrs", {}) or {}
-    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
-    return labels.get(OWNER_LABEL)
-
-
-def _run_of(resource) -> str | None:
-    attrs = getattr(resource, "attrs", {}) or {}
-    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
-    return labels.get(RUN_LABEL)
+    return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
 
 
 def reap_dead_runs(client, keep_run: str | None = None) -> Sweep:
@@ -104,13 +98,12 @@ def reap_dead_runs(client, keep_run: str | None = None) -> Sweep:
     owners: dict[str, str | None] = {}
     for i, group in enumerate((containers, networks, volumes)):
         for res in group:
-            run_id = _run_of(res)
+            run_id = _labels(res).get(RUN_LABEL)
             if not run_id or run_id == keep_run:
                 continue
             by_run[run_id][i].append(res)
-            owners.setdefault(run_id, _owner(res))
-            if owners[run_id] is None:
-                owners[run_id] = _owner(res)
+            if owners.get(run_id) is None:
+                owners[run_id] = _labels(res).get(OWNER_LABEL)
     sweep = Sweep()
     for run_id, groups in by_run.items():
         token = owners.get(run_id)
