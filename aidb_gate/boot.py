@@ -18,7 +18,7 @@ from typing import Any
 from testcontainers.core.container import DockerContainer
 
 from aidb_gate.config import GateConfig
-from aidb_gate.core.container import LOOPBACK, LogFollower, publish_on_loopback
+from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, publish_on_loopback
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.wait import HttpProbe, NotReady
@@ -56,7 +56,7 @@ def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env:
     """Start the target; `hosts` ({alias: address}) become /etc/hosts entries for its dependencies."""
     _ip, attach = network.attach_kwargs(role)
     container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role),
-                                extra_hosts=hosts or {}, **attach)
+                                extra_hosts=hosts or {}, docker_client_kw=client_kw(), **attach)
     container.with_network(network.tc)
     publish_on_loopback(container, cfg.port)
     container.start()

@@ -1,13 +1,16 @@
 """build: the target image, built exactly as production builds it, with its log kept.
 
 Guarantees: the gate never copies files into a running container - it builds the image from
-the target's context with `podman build`, every run (the layer cache makes an unchanged build
-take seconds), and keeps the log for the report. A missing context or Containerfile is a
+the target's context with `podman build` and keeps the log for the report. The tag carries a
+hash of everything the build reads from the gate's side (the context's files, the Containerfile,
+the build args, the base image); an image with that tag was built from exactly these inputs, so
+it is reused instead of rebuilt (`rebuild = true` / `--gate-rebuild` builds anyway). A missing context or Containerfile is a
 one-paragraph error before anything runs; a failed build returns the log's tail.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ class BuildResult:
     log_tail: str = ""
     containerfile: Path | None = None
     prebuilt: bool = False
+    #: True when an image built earlier from the same inputs was used (see target_tag).
+    reused: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,9 +67,13 @@ def declared_args(containerfile: Path) -> set[str]:
     return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", containerfile.read_text(), re.M))
 
 
-def target_tag(context: Path) -> str:
+def target_tag(context: Path, containerfile: Path, build_args: dict[str, str]) -> str:
+    """The target's tag: its context's name and a hash of every build input the gate controls."""
     name = re.sub(r"[^a-z0-9_.-]+", "-", context.name.lower()).strip("-.") or "target"
-    return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context)[:12]}"
+    # The Containerfile may live outside the context, and the args (BASE_IMAGE among them) change
+    # the image without changing a file.
+    inputs = json.dumps({"containerfile": containerfile.read_text(errors="replace"), "args": sorted(build_args.items())})
+    return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context, extra=inputs)[:12]}"
 
 
 def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str | None,
@@ -77,8 +86,18 @@ def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str |
     args = dict(cfg.build_args)
     if base_ref and "BASE_IMAGE" in declared_args(containerfile) and "BASE_IMAGE" not in args:
         args["BASE_IMAGE"] = base_ref
-    tag = target_tag(cfg.target)
+    tag = target_tag(cfg.target, containerfile, args)
     log_path = log_dir / "build-target.log"
+    existing = None if cfg.rebuild else image_id(engine, tag)
+    if existing:
+        note = (f"{tag} exists: it was built from this exact context, Containerfile and build args, so it is "
+                "reused, not rebuilt. Pass --gate-rebuild (or set rebuild = true) to build it again.\n")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(note)
+        if progress:
+            progress(f"reusing {tag} (same build inputs)")
+        return BuildResult(True, tag, existing, 0.0, 0, log_path, note, containerfile, reused=True,
+                           metadata=image_metadata(engine, tag))
     if progress:
         progress(f"building {cfg.target} as {tag}")
     start = time.monotonic()

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "startup_timeout_s": 120.0,
     "response_budget_ms": 2000,
     "keep": False,
+    "rebuild": False,
     "reports_dir": "reports",
     "imports": {"modules": [], "interpreter": "", "pip_check": True},
     "health": {
@@ -149,6 +150,7 @@ class GateConfig:
     startup_timeout_s: float
     response_budget_ms: int
     keep: bool
+    rebuild: bool
     reports_dir: Path
     import_modules: tuple[str, ...]
     import_interpreter: str
@@ -401,6 +403,7 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
         startup_timeout_s=float(m["startup_timeout_s"]),
         response_budget_ms=m["response_budget_ms"],
         keep=m["keep"],
+        rebuild=m["rebuild"],
         reports_dir=_resolve(root, m["reports_dir"]),
         import_modules=tuple(m["imports"]["modules"]),
         import_interpreter=m["imports"]["interpreter"],

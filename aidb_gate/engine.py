@@ -16,6 +16,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
 DOCKER_SOCKET = "/var/run/docker.sock"
 #: Podman's default `nofile` ulimit; a lower hard limit makes every `podman run` fail setrlimit.
 PODMAN_DEFAULT_NOFILE = 1048576
+#: Only used to read `/_ping`; every later client is pinned to the version the engine states.
+MIN_API_VERSION = "1.24"
 
 
 @dataclass
@@ -38,9 +41,13 @@ class Engine:
     version: str
     cli: str | None
     cli_env: dict[str, str] = field(default_factory=dict)
+    #: The engine's Docker-compatible API version. Every client is pinned to it: an unpinned
+    #: docker-py client asks `/version` first, which costs Podman ~0.4 s each time.
+    api_version: str | None = None
     started: subprocess.Popen | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     _shared: object | None = field(default=None, repr=False)
+    _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def description(self) -> str:
@@ -54,15 +61,16 @@ class Engine:
     def docker_client(self, timeout: int = 60):
         import docker
 
-        return docker.DockerClient(base_url=self.docker_host, timeout=timeout)
+        return docker.DockerClient(base_url=self.docker_host, timeout=timeout, version=self.api_version)
 
     @property
     def shared(self):
-        """One docker-py client for the run's many small look-ups (each new client costs a version
-        round trip); closed by `close()`. Callers must not close it."""
-        if self._shared is None:
-            self._shared = self.docker_client(timeout=600)
-        return self._shared
+        """One docker-py client (a connection pool) for the run's many small look-ups, shared by the
+        stages' threads; closed by `close()`. Callers must not close it."""
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = self.docker_client(timeout=600)
+            return self._shared
 
     def podman_client(self):
         """podman-py for inspection, logs and exec where the engine is Podman."""
@@ -113,21 +121,38 @@ def _cgroups_hybrid() -> bool:
     return False
 
 
-def _ping(docker_host: str, timeout: int = 5) -> tuple[str, str] | None:
-    """(kind, version) of the engine answering at docker_host, or None."""
+@dataclass(frozen=True)
+class Answer:
+    """What an engine says about itself on `/_ping`."""
+
+    kind: str
+    version: str
+    api_version: str | None
+
+
+def _ping(docker_host: str, timeout: int = 5) -> Answer | None:
+    """Who answers at docker_host, read from the `/_ping` headers (a few ms; `/version` costs
+    Podman ~0.4 s because it runs its runtime binaries), or None."""
     try:
         import docker
 
-        client = docker.DockerClient(base_url=docker_host, timeout=timeout)
+        api = docker.APIClient(base_url=docker_host, timeout=timeout, version=MIN_API_VERSION)
         try:
-            info = client.version()
+            reply = api.get(f"{api.base_url}/_ping")
         finally:
-            client.close()
+            api.close()
     except Exception:
         return None
-    components = " ".join(c.get("Name", "") for c in info.get("Components", []) or [])
-    kind = "podman" if "podman" in components.lower() else "docker"
-    return kind, str(info.get("Version", "?"))
+    return answer_from_ping(reply.headers) if reply.status_code == 200 else None
+
+
+def answer_from_ping(headers) -> Answer:
+    """Podman names itself in `Libpod-Api-Version`; Docker in `Server: Docker/<version>`."""
+    if headers.get("Libpod-Api-Version"):
+        return Answer("podman", headers["Libpod-Api-Version"], headers.get("Api-Version"))
+    server = headers.get("Server", "")
+    version = server.split("/", 1)[1].split()[0] if server.lower().startswith("docker/") else "?"
+    return Answer("docker", version, headers.get("Api-Version"))
 
 
 def _socket_url(path: str) -> str:
@@ -174,7 +199,8 @@ def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], li
     return {"CONTAINERS_CONF": str(PROJECT_CONTAINERS_CONF)}, [note]
 
 
-def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline_s: float = 20.0) -> tuple[str, subprocess.Popen]:
+def start_podman_service(podman: str, env: dict[str, str], run_id: str,
+                         deadline_s: float = 20.0) -> tuple[str, subprocess.Popen, Answer]:
     """Start `podman system service` on a socket private to this run and wait until it answers."""
     sock_dir = service_dir()
     sock_dir.mkdir(parents=True, exist_ok=True)
@@ -203,9 +229,10 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str, deadline
                 f"`podman system service` exited at once with code {proc.returncode}: {tail.strip()} "
                 "Check that `podman info` works as this user."
             )
-        if sock.exists() and _ping(url, timeout=2):
-            return url, proc
-        time.sleep(0.1)
+        answer = _ping(url, timeout=2) if sock.exists() else None
+        if answer:
+            return url, proc, answer
+        time.sleep(0.02)
     proc.terminate()
     raise EngineError(
         f"`podman system service` did not answer on {sock} within {deadline_s:.0f} s. "
@@ -257,8 +284,8 @@ def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> 
     for origin, url in candidate_hosts(environ):
         answer = _ping(url)
         if answer:
-            kind, version = answer
-            return Engine(kind, url, version, _cli_for(kind), conf_env if kind == "podman" else {}, notes=notes)
+            return Engine(answer.kind, url, answer.version, _cli_for(answer.kind),
+                          conf_env if answer.kind == "podman" else {}, api_version=answer.api_version, notes=notes)
         tried.append(f"{origin} {url} did not answer")
         if origin == "DOCKER_HOST":
             raise EngineError(
@@ -268,9 +295,9 @@ def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> 
     podman = _cli_for("podman")
     if podman:
         env = {**os.environ, **conf_env}
-        url, proc = start_podman_service(podman, env, run_id)
-        kind, version = _ping(url) or ("podman", "?")
-        return Engine(kind, url, version, podman, conf_env, started=proc, notes=notes)
+        url, proc, answer = start_podman_service(podman, env, run_id)
+        return Engine(answer.kind, url, answer.version, podman, conf_env, api_version=answer.api_version, started=proc,
+                      notes=notes)
     detail = "; ".join(tried) if tried else "no DOCKER_HOST, no Podman or Docker socket, and no podman binary on PATH"
     raise EngineError(f"No container engine found ({detail}). {_install_hint()}")
 

@@ -160,7 +160,7 @@ class GateSession:
                 stale.unlink()
             with self._stage("engine"):
                 self.engine = connect(self.run.id)
-                configure_testcontainers(self.engine.docker_host)
+                configure_testcontainers(self.engine.docker_host, self.engine.api_version)
                 client = self.engine.docker_client()
                 try:
                     self.reaped = reap_dead_runs(client, keep_run=self.run.id)
@@ -376,7 +376,8 @@ class GateSession:
             facts["boot_s"] = round(boot.seconds, 3)
         build = self._cache.get("build")
         if isinstance(build, BuildResult):
-            facts["target image"] = f"{build.ref} ({build.image_id[:19]})"
+            how = "reused: built earlier from the same inputs" if build.reused else "prebuilt" if build.prebuilt else "built"
+            facts["target image"] = f"{build.ref} ({how}, {build.image_id[:19]})"
         backup, restore = self._cache.get("backup"), self._cache.get("restore")
         if isinstance(backup, BackupRun):
             facts["backup"] = backup_facts(backup, restore if isinstance(restore, RestoreRun) else None)

@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gate-image", metavar="REF", help="gate a prebuilt image instead of building one")
     group.addoption("--gate-keep", action="store_true", default=False,
                     help="leave the stack running after the run and print how to reach it")
+    group.addoption("--gate-rebuild", action="store_true", default=False,
+                    help="build the target even when an image of the same context, Containerfile and args exists")
     group.addoption("--gate-config", metavar="FILE", help="a gate.toml to use instead of [tool.aidb-gate]")
     group.addoption("--gate-qdrant-image", metavar="REF", help="the Qdrant image to use (e.g. a real qdrant/qdrant)")
 
@@ -43,6 +45,8 @@ def _options(config: pytest.Config) -> dict:
         "image": config.getoption("--gate-image"),
         "keep": config.getoption("--gate-keep"),
     }
+    if config.getoption("--gate-rebuild"):
+        opts["rebuild"] = True
     qdrant_image = config.getoption("--gate-qdrant-image")
     if qdrant_image:
         opts["dependencies"] = {"qdrant": {"image": qdrant_image}}

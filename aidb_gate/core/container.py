@@ -16,8 +16,11 @@ from aidb_gate.report import Redactor
 
 LOOPBACK = "127.0.0.1"
 
+# docker-py client settings for every testcontainers object; see client_kw().
+_CLIENT_KW: dict[str, Any] = {}
 
-def configure_testcontainers(docker_host: str) -> None:
+
+def configure_testcontainers(docker_host: str, api_version: str | None = None) -> None:
     """Point testcontainers at the run's engine; called once, before any container starts."""
     import os
 
@@ -29,6 +32,15 @@ def configure_testcontainers(docker_host: str) -> None:
     # asks for a gateway IP, which Podman 4.3 cannot give. Published ports bind 127.0.0.1.
     testcontainers_config.connection_mode_override = ConnectionMode.docker_host
     testcontainers_config.tc_host_override = LOOPBACK
+    _CLIENT_KW.clear()
+    if api_version:
+        _CLIENT_KW["version"] = api_version
+
+
+def client_kw() -> dict[str, Any]:
+    """`docker_client_kw` for testcontainers: each container and network makes its own docker-py
+    client, and an unpinned one first asks the engine's `/version` (~0.4 s on Podman)."""
+    return dict(_CLIENT_KW)
 
 
 def publish_on_loopback(container: Any, *ports: int) -> None:

@@ -19,6 +19,7 @@ from docker import version as docker_version
 from docker.types import EndpointConfig
 from testcontainers.core.network import Network
 
+from aidb_gate.core.container import client_kw
 from aidb_gate.core.run import Run
 
 #: Static addresses start here, above the engine's own dynamic allocations.
@@ -67,7 +68,7 @@ def mac_for(ip: str) -> str:
 
 def run_network(run: Run) -> RunNetwork:
     """Create the run's bridge network (named and labelled after the run)."""
-    net = Network(docker_network_kw={"labels": run.labels("network")})
+    net = Network(docker_client_kw=client_kw(), docker_network_kw={"labels": run.labels("network")})
     net.name = run.name("net")
     net.create()
     docker_net = net._network  # testcontainers keeps the docker-py object here

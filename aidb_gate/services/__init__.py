@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.container import LOOPBACK, LogFollower, host_port, publish_on_loopback
+from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, host_port, publish_on_loopback
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.wait import PollResult, poll_until
@@ -101,4 +101,4 @@ def start_container(container: Any, run: Run, network: RunNetwork, dep: Dependen
 
 
 def labelled_kwargs(run: Run, role: str) -> dict[str, Any]:
-    return {"labels": run.labels(role), "name": run.name(role)}
+    return {"labels": run.labels(role), "name": run.name(role), "docker_client_kw": client_kw()}

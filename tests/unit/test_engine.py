@@ -40,3 +40,12 @@ def test_the_project_containers_conf_is_applied_only_when_the_user_has_none(monk
     reasons = engine.containers_conf_reasons({})
     if reasons:  # hosts with /etc/containers/containers.conf keep their own
         assert any("hybrid" in r for r in reasons)
+
+
+def test_ping_headers_name_the_engine_and_the_api_version_clients_are_pinned_to():
+    podman = engine.answer_from_ping({"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1", "Server": "Libpod/4.3.1 (linux)"})
+    assert podman == engine.Answer("podman", "4.3.1", "1.41")
+    docker = engine.answer_from_ping({"Api-Version": "1.45", "Server": "Docker/28.2.2 (linux)"})
+    assert docker == engine.Answer("docker", "28.2.2", "1.45")
+    # An engine that says nothing still connects; its clients then negotiate the version.
+    assert engine.answer_from_ping({}) == engine.Answer("docker", "?", None)

@@ -1,0 +1,31 @@
+"""build: the target's tag changes with every build input the gate controls, and only then."""
+
+from __future__ import annotations
+
+from aidb_gate.build import target_tag
+
+
+def _context(tmp_path):
+    ctx = tmp_path / "My Service"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM base\nCOPY app.py /app/\n")
+    (ctx / "app.py").write_text("print('hi')\n")
+    return ctx
+
+
+def test_the_tag_is_stable_for_the_same_inputs(tmp_path):
+    ctx = _context(tmp_path)
+    first = target_tag(ctx, ctx / "Containerfile", {"A": "1"})
+    assert first == target_tag(ctx, ctx / "Containerfile", {"A": "1"})
+    assert first.startswith("localhost/aidb-gate/target-my-service:c-")
+
+
+def test_the_tag_follows_files_containerfile_and_args(tmp_path):
+    ctx = _context(tmp_path)
+    base = target_tag(ctx, ctx / "Containerfile", {"BASE_IMAGE": "b:1"})
+    assert target_tag(ctx, ctx / "Containerfile", {"BASE_IMAGE": "b:2"}) != base
+    outside = tmp_path / "Other.Containerfile"
+    outside.write_text("FROM base\nCOPY app.py /srv/\n")
+    assert target_tag(ctx, outside, {"BASE_IMAGE": "b:1"}) != base
+    (ctx / "app.py").write_text("print('changed')\n")
+    assert target_tag(ctx, ctx / "Containerfile", {"BASE_IMAGE": "b:1"}) != base
