@@ -70,6 +70,22 @@ class StageBook:
         counts[outcome] = counts.get(outcome, 0) + 1
         self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
 
+    @classmethod
+    def merged(cls, worker_rows: list[list[dict]]) -> StageBook:
+        """The stage table of a pytest-xdist run, in which each worker ran its own stack: a stage's
+        time is its slowest worker's, test counts add up, and a stage failed if it failed anywhere."""
+        book = cls()
+        for rows in worker_rows:
+            for r in rows:
+                stage = str(r["stage"])
+                book._seconds[stage] = max(book._seconds.get(stage, 0.0), float(r["seconds"]))
+                counts = book._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
+                for key in counts:
+                    counts[key] += int(r.get(key, 0))
+                if r["status"] == "failed":
+                    book._failed.add(stage)
+        return book
+
     def rows(self) -> list[dict[str, object]]:
         rows = []
         for stage in STAGES:
@@ -191,6 +207,20 @@ def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) ->
             items += f"<li>{blocked} more test(s) could not run because an earlier stage failed</li>"
         parts.append(f"<h3>Verdicts</h3><ul>{items}</ul>")
     return parts
+
+
+def merge_worker_summaries(summaries: dict[str, dict]) -> tuple[StageBook, dict, dict[str, str]]:
+    """(stage book, evidence, verdicts) of an xdist run, from each worker's summary-<worker>.json."""
+    book = StageBook.merged([s.get("stages", []) for s in summaries.values()])
+    verdicts: dict[str, str] = {}
+    evidence: dict = {}
+    for _, summary in sorted(summaries.items()):
+        verdicts.update(summary.get("verdicts", {}))
+        for key, value in summary.get("evidence", {}).items():
+            evidence.setdefault(key, value)  # the same images in every worker; the backup where it ran
+    evidence["run"] = ", ".join(f"{w}: {s.get('evidence', {}).get('run')}" for w, s in sorted(summaries.items()))
+    evidence["workers"] = {w: s.get("evidence", {}) for w, s in sorted(summaries.items())}
+    return book, evidence, verdicts
 
 
 def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int) -> None:

@@ -9,10 +9,11 @@ the stack. The pytest fixtures and the CLI are thin callers of this class.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ class GateSession:
                  worker: str | None = None):
         self.cfg = cfg
         self.run = run or Run()
+        if run is None and worker and os.environ.get("AIDB_GATE_RUN_ID"):
+            self.run.id = f"{self.run.id}-{worker}"  # each xdist worker runs its own stack, under its own id
         self.progress = progress or (lambda _msg: None)
         # Each pytest-xdist worker runs its own stack; its logs must not overwrite another worker's.
         self.worker = worker
@@ -98,19 +101,72 @@ class GateSession:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._prefetch: threading.Thread | None = None
+        self._prefetch_imports: threading.Thread | None = None
+        # Fresh instances tests announced (role -> name), started in the background once the
+        # stack is up, so a restore does not wait for a container start (see want_fresh).
+        self._wanted: dict[str, str] = {}
+        self._spares: dict[str, Future] = {}
+        self._spare_pool: ThreadPoolExecutor | None = None
+        self._closing = threading.Event()
+        #: Seconds of work done on the tests' behalf after the service is up (seeding, backup,
+        #: restore, the restored service's boot): part of the critical path the bench reports.
+        self.work: dict[str, float] = {}
 
     def prefetch_stack(self) -> None:
-        """Provision dependency images and start the stack in the background while the target builds.
+        """Provision dependency images and start the stack in the background (while the target
+        builds, or while pytest still collects).
 
         Errors are not lost: they are cached by `_once` and raised to the first test that asks.
         """
         if self._prefetch is None:
-            def work() -> None:
-                with contextlib.suppress(Exception):  # cached by _once; raised to the first test that asks
-                    self.stack()
+            self._prefetch = self._background("prefetch", self.stack)
 
-            self._prefetch = threading.Thread(target=work, name="aidb-gate-prefetch", daemon=True)
-            self._prefetch.start()
+    def prefetch_imports(self) -> None:
+        """Build the target and run the imports check in the background (beside the stack start)."""
+        if self._prefetch_imports is None:
+            self._prefetch_imports = self._background("imports", self.imports)
+
+    def _background(self, name: str, step: Callable[[], Any]) -> threading.Thread:
+        def work() -> None:
+            with contextlib.suppress(Exception):  # cached by _once; raised to the first test that asks
+                step()
+
+        thread = threading.Thread(target=work, name=f"aidb-gate-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def start_spares(self) -> None:
+        """Start the fresh instances announced with `want_fresh`, each as soon as the stack is up."""
+        with self._locks_guard:
+            if self._wanted and self._spare_pool is None:
+                self._spare_pool = ThreadPoolExecutor(max_workers=len(self._wanted), thread_name_prefix="aidb-gate-spare")
+                for role, name in self._wanted.items():
+                    self._spares[role] = self._spare_pool.submit(self._spare, name, role)
+
+    def want_fresh(self, name: str, role: str) -> None:
+        """Announce that a test will ask for `fresh_dependency(name, role)`: the instance is then
+        started in the background as soon as the stack is up (it stays empty until the test uses it)."""
+        if name in self.cfg.dependencies and self.cfg.dependencies[name].enabled:
+            self._wanted.setdefault(role, name)
+
+    def want_restore_targets(self) -> None:
+        for name in self._restore_names():
+            self.want_fresh(name, f"{name}-restored")
+
+    def _restore_names(self) -> list[str]:
+        return [n for n in ("postgres", "qdrant") if n in self.cfg.dependencies and self.cfg.dependencies[n].enabled]
+
+    def _spare(self, name: str, role: str) -> Dependency:
+        self.stack()  # waits for the stack: the spare must not slow the dependencies tests wait on
+        if self._closing.is_set():  # the run is ending (Ctrl-C, failure): start nothing new
+            raise GateError("the run ended before this fresh instance was needed", stage="dependencies")
+        try:
+            return self._start_fresh(name, role)
+        except GateError:
+            raise
+        except Exception as err:
+            raise GateError(f"a fresh {name} ({role}) did not start: {type(err).__name__}: {err}",
+                            stage="dependencies") from err
 
     @contextmanager
     def _stage(self, name: str):
@@ -237,6 +293,13 @@ class GateSession:
 
         It carries the run's labels like everything else, so `close()` removes it too.
         """
+        with self._locks_guard:
+            spare = self._spares.pop(role, None)
+        if spare is not None:
+            return spare.result()
+        return self._start_fresh(name, role)
+
+    def _start_fresh(self, name: str, role: str) -> Dependency:
         from aidb_gate.stack import SERVICES
 
         images, stack = self.dependency_images(), self.stack()
@@ -312,6 +375,7 @@ class GateSession:
         url, stack = self.service_url(), self.stack()
 
         def make() -> dict[str, Any]:
+            begin = time.monotonic()
             pg, _ = self.targets(stack.deps)
             data = self.cfg.data
             docs = seed.seed_via_api(url, data, self.api_key, data["count"]) if data["documents"] else []
@@ -319,6 +383,7 @@ class GateSession:
             if pg is not None:
                 seed.create_probe_objects(pg)
                 tables = seed.seed_every_table(pg, data["rows_per_table"])
+            self.work["seed"] = time.monotonic() - begin
             return {"documents": docs, "tables": tables}
 
         return self._once("seeded", "backup", make)
@@ -327,6 +392,7 @@ class GateSession:
         seeded, stack = self.seeded(), self.stack()
 
         def make() -> BackupRun:
+            started = time.monotonic()
             pg, q = self.targets(stack.deps)
             before = take_fingerprint(pg, q)
             folder = self.cfg.reports_dir / "backup" / self.run.id
@@ -336,6 +402,7 @@ class GateSession:
             seconds = time.monotonic() - begin
             problems = verify_backup(folder, pg)
             after = take_fingerprint(pg, q)
+            self.work["backup"] = time.monotonic() - started
             return BackupRun(folder, manifest, before, after, seconds, problems, seeded)
 
         return self._once("backup", "backup", make)
@@ -344,16 +411,19 @@ class GateSession:
         backup = self.backup()
 
         def make() -> RestoreRun:
-            names = [n for n in ("postgres", "qdrant") if n in self.stack().deps]
+            names = [n for n in self._restore_names() if n in self.stack().deps]
             with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
                 futures = {n: pool.submit(self.fresh_dependency, n, f"{n}-restored") for n in names}
                 fresh = {n: f.result() for n, f in futures.items()}
             pg, q = self.targets(fresh)
             self.progress(f"restore: into fresh {', '.join(names)}")
+            begin = time.monotonic()
             timings = restore_backup(backup.folder, pg, q)
             restored = take_fingerprint(pg, q)
+            self.work["restore"] = time.monotonic() - begin
             endpoints = {**self.stack().endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}
             boot = self.boot_against(endpoints, role="target-restored")
+            self.work["restored_boot"] = boot.seconds
             return RestoreRun(fresh, timings, restored, boot)
 
         return self._once("restore", "restore", make)
@@ -374,6 +444,8 @@ class GateSession:
         boot = self._cache.get("boot")
         if isinstance(boot, Boot):
             facts["boot_s"] = round(boot.seconds, 3)
+        if self.work:
+            facts["work_s"] = {k: round(v, 3) for k, v in self.work.items()}
         build = self._cache.get("build")
         if isinstance(build, BuildResult):
             how = "reused: built earlier from the same inputs" if build.reused else "prebuilt" if build.prebuilt else "built"
@@ -399,11 +471,15 @@ class GateSession:
 
     def close(self) -> Sweep | None:
         """Remove everything this run made (unless kept) and stop an engine service we started."""
+        self._closing.set()
         if self.engine is None:
             return None
-        if self._prefetch is not None:
-            # A stack still starting in the background would otherwise appear after the sweep.
-            self._prefetch.join(timeout=180)
+        for thread in (self._prefetch, self._prefetch_imports):
+            if thread is not None:
+                # Containers still starting in the background would otherwise appear after the sweep.
+                thread.join(timeout=180)
+        if self._spare_pool is not None:
+            self._spare_pool.shutdown(wait=True, cancel_futures=True)
         sweep = None
         for key in ("boot", "stack"):
             value = self._cache.get(key)

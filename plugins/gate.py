@@ -11,8 +11,11 @@ Hooks and fixtures stay thin: each calls the library (`aidb_gate.session.GateSes
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ from aidb_gate.session import GateSession
 
 SESSION = pytest.StashKey[GateSession]()
 VERDICTS = pytest.StashKey[dict]()
+STARTED = pytest.StashKey[float]()
+VIEW = pytest.StashKey[tuple]()
 GATE_MARKERS = {"p1", "p2"}
 
 
@@ -58,6 +63,8 @@ def _options(config: pytest.Config) -> dict:
 MARKERS = {
     "p1": "priority 1, the deployment gate (`pytest -m p1`)",
     "p2": "priority 2, deeper checks (properties, fault injection)",
+    "gate_fresh": "gate_fresh(name, role): the test asks for fresh_dependency(name, role); the gate starts it "
+                  "in the background once the stack is up",
     **{stage: f"gate stage {stage}" for stage in ("build", "imports", "startup", "health", "auth", "qdrant", "backup",
                                                   "restore", "faults")},
 }
@@ -78,6 +85,7 @@ def _space_separated_target(config: pytest.Config) -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[VERDICTS] = {}
+    config.stash[STARTED] = time.time()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     spaced = _space_separated_target(config)
@@ -140,11 +148,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             items[:] = [i for i in items if i not in dropped]
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
+def _start(gate: GateSession) -> None:
     """Input errors (no engine, no Containerfile, missing image) stop the run before it starts."""
-    if not any(_is_gate_item(i) for i in session.items) or session.config.option.collectonly:
-        return
-    gate = session.config.stash[SESSION]
     try:
         gate.preflight()
         gate.connect()
@@ -152,14 +157,83 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pytest.exit(f"aidb-gate: {err}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def early_steps(markexpr: str) -> set[str]:
+    """What to start before collection ends, from `-m`: the stack when the expression names a gate
+    marker, and the build + imports check too when it names p1 or imports. (A run that then
+    collects no gate test just removes what was started.)"""
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or "")) - {"and", "or", "not"}
+    steps = {"stack"} if names & (GATE_MARKERS | set(reporting.MARKER_STAGE)) else set()
+    if names & {"p1", "imports"}:
+        steps.add("imports")
+    return steps
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under `-m p1` (or another gate marker), the engine, the stack and the imports check start
+    while pytest collects, so collection time is not added to the run."""
+    config = session.config
+    gate = config.stash.get(SESSION, None)
+    if gate is None or config.option.collectonly or _is_xdist_controller(config):
+        return
+    steps = early_steps(config.option.markexpr)
+    if steps:
+        _start(gate)
+        gate.prefetch_stack()
+        if "imports" in steps:
+            gate.prefetch_imports()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any(_is_gate_item(i) for i in session.items) or session.config.option.collectonly:
+        return
+    gate = session.config.stash[SESSION]
+    _start(gate)
+    # An xdist worker collects every test but runs only some: it starts fresh instances on demand.
+    if gate.worker is None:
+        announce_fresh_instances(gate, session.items)
+        gate.start_spares()
+
+
+def announce_fresh_instances(gate: GateSession, items: list[pytest.Item]) -> None:
+    """Tell the session which fresh instances the selected tests will ask for."""
+    for item in items:
+        if item.get_closest_marker("restore"):
+            gate.want_restore_targets()
+        for mark in item.iter_markers("gate_fresh"):
+            gate.want_fresh(*mark.args, **mark.kwargs)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.hasplugin("dsession")
+
+
+def gate_view(config: pytest.Config) -> tuple[reporting.StageBook, dict, dict[str, str]] | None:
+    """(stages, evidence, verdicts) of this run for the summaries. Under pytest-xdist the controller
+    runs no stage itself: it merges what its workers wrote (this run's files only)."""
+    gate = config.stash.get(SESSION, None)
+    if gate is None:
+        return None
+    if not _is_xdist_controller(config):
+        return gate.stages, gate.evidence(), config.stash[VERDICTS]
+    if VIEW not in config.stash:
+        since = config.stash[STARTED]
+        summaries = {}
+        for path in sorted(gate.cfg.reports_dir.glob("summary-gw*.json")):
+            if path.stat().st_mtime >= since:
+                summaries[path.stem.removeprefix("summary-")] = json.loads(path.read_text())
+        config.stash[VIEW] = reporting.merge_worker_summaries(summaries)
+    return config.stash[VIEW]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """reports/summary.json: the stage table and verdicts, for CI and the corpus self-tests."""
     gate = session.config.stash.get(SESSION, None)
-    if gate is None or not gate.stages.rows():
+    view = gate_view(session.config)
+    if gate is None or view is None or not view[0].rows():
         return
     name = f"summary-{gate.worker}.json" if gate.worker else "summary.json"
-    reporting.write_summary(gate.cfg.reports_dir / name, gate.stages, gate.evidence(),
-                            session.config.stash[VERDICTS], int(exitstatus))
+    stages, evidence, verdicts = view
+    reporting.write_summary(gate.cfg.reports_dir / name, stages, evidence, verdicts, int(exitstatus))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -337,10 +411,9 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix, summary, postfix, session):
-    gate = session.config.stash.get(SESSION, None)
-    if gate is None:
-        return
-    prefix.extend(reporting.summary_html(gate.stages, gate.evidence(), session.config.stash[VERDICTS]))
+    view = gate_view(session.config)
+    if view is not None:
+        prefix.extend(reporting.summary_html(*view))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -349,15 +422,15 @@ def pytest_html_report_title(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    gate = config.stash.get(SESSION, None)
-    if gate is None or not gate.stages.rows():
+    gate, view = config.stash.get(SESSION, None), gate_view(config)
+    if gate is None or view is None or not view[0].rows():
         return
+    stages, evidence, verdicts = view
     tr = terminalreporter
     tr.section("aidb-gate")
-    tr.write_line(gate.stages.as_text())
-    for line in reporting.image_lines(gate.evidence()):
+    tr.write_line(stages.as_text())
+    for line in reporting.image_lines(evidence):
         tr.write_line(line)
-    verdicts = config.stash[VERDICTS]
     if verdicts:
         own, blocked = reporting.condensed_verdicts(verdicts)
         tr.write_line("")
@@ -366,7 +439,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             tr.write_line(f"  {nodeid}: {gate.run.redactor(verdict).splitlines()[0][:600]}")
         if blocked:
             tr.write_line(f"  ... and {blocked} test(s) that could not run because an earlier stage failed")
-    first = gate.stages.first_failure()
+    first = stages.first_failure()
     tr.write_line("")
     tr.write_line(f"GATE: {'FAIL at stage ' + first if first else 'PASS' if exitstatus == 0 else 'FAIL'}"
                   f"  (reports in {gate.cfg.reports_dir})")

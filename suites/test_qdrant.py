@@ -486,6 +486,7 @@ def test_legacy_search_returns_the_nearest_first(server, collections):
 
 # -- snapshots -------------------------------------------------------------------------------------
 
+@pytest.mark.gate_fresh("qdrant", role="qdrant-snapshot-target")
 def test_snapshot_round_trip_into_a_new_qdrant(via, transport, server, snapshot_target, collections, tmp_path):
     """A snapshot is created, listed with a sha256 checksum that matches the downloaded bytes,
     downloaded, uploaded with `priority=snapshot` into a new, empty Qdrant container, and there

@@ -16,9 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT / "fixtures" / "aidb"
+from children import REFERENCE, ROOT, engine_env, leftovers
 
 
 def project(pytester: pytest.Pytester, config: str, test_body: str) -> None:
@@ -32,21 +30,6 @@ def run_child(pytester: pytest.Pytester, *args: str, run_id: str | None = None) 
         for k, v in env_run.items():
             mp.setenv(k, v)
         return pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", *args, timeout=600)
-
-
-def leftovers(run_id: str) -> list[str]:
-    out = []
-    for kind in ("ps -a", "network ls", "volume ls"):
-        proc = subprocess.run(["podman", *kind.split(), "-q", "--filter", f"label=aidb-gate.run={run_id}"],
-                              capture_output=True, text=True, env={**os.environ, **_conf()}, check=False)
-        out += [f"{kind}: {line}" for line in proc.stdout.split()]
-    return out
-
-
-def _conf() -> dict[str, str]:
-    from aidb_gate.engine import _conf_env
-
-    return _conf_env(os.environ)[0]
 
 
 def test_a_bad_configuration_value_is_one_clear_error(pytester):
@@ -174,7 +157,7 @@ def _external_containers() -> set[str]:
     """Build containers: what `podman ps --external` lists beyond Podman's own containers."""
     def ids(*flags: str) -> set[str]:
         proc = subprocess.run(["podman", "ps", "-a", "-q", "--no-trunc", *flags], capture_output=True, text=True,
-                              env={**os.environ, **_conf()}, check=False)
+                              env=engine_env(), check=False)
         return set(proc.stdout.split())
 
     return ids("--external") - ids()
@@ -182,11 +165,11 @@ def _external_containers() -> set[str]:
 
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
                     reason="needs Podman (make test installs it)")
-@pytest.mark.parametrize("point", ["building", "starting", "booting"])
+@pytest.mark.parametrize("point", ["building", "starting", "booting", "backup"])
 def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
     """SIGINT while the target builds (the stack starting beside it), while the dependencies start,
-    and while the service boots: no labelled container, network or volume and no build container
-    survives."""
+    while the service boots (the restore targets starting in the background), and while the backup
+    runs: no labelled container, network or volume and no build container survives."""
     run_id = f"selftest-int-{point}-{uuid.uuid4().hex[:6]}"
     folder = tmp_path / "project"
     folder.mkdir()
@@ -195,8 +178,11 @@ def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
     # A unique file makes the build's COPY layer new, so "building" really interrupts a build.
     (context / "build_stamp.py").write_text(f"STAMP = {uuid.uuid4().hex!r}\n")
     (folder / "pyproject.toml").write_text(f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{context}"\nca_bundle = "auto"\n')
+    # The restore test makes the run start its restore targets in the background once the stack is
+    # up, so the interrupt also lands while those spares start.
     (folder / "test_run.py").write_text("import pytest\n\npytestmark = pytest.mark.p1\n\n"
-                                        "def test_health(base_url):\n    assert base_url\n")
+                                        "def test_health(base_url):\n    assert base_url\n\n"
+                                        "@pytest.mark.restore\ndef test_restore(restore_run):\n    assert restore_run\n")
     before = _external_containers()
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}  # progress lines as they happen
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider", "-s"],
@@ -205,7 +191,7 @@ def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
     assert child.stdout is not None
     for line in child.stdout:
         seen.append(line)
-        if line.startswith("[aidb-gate] ") and line.split(" ", 2)[1] == point:
+        if line.startswith("[aidb-gate] ") and line.split(" ", 2)[1].rstrip(":") == point:
             child.send_signal(signal.SIGINT)
             break
     output = "".join(seen) + child.communicate(timeout=300)[0]

@@ -25,3 +25,25 @@ def test_stage_book_status_and_first_failure():
     assert rows["boot"]["status"] == "failed"
     assert book.first_failure() == "boot"
     assert "boot" in book.as_html() and "failed" in book.as_text()
+
+
+def test_an_xdist_run_merges_its_workers_summaries():
+    from aidb_gate.report import merge_worker_summaries
+
+    def summary(run, stages, verdicts=None, **evidence):
+        return {"stages": stages, "verdicts": verdicts or {}, "evidence": {"run": run, **evidence}}
+
+    row = lambda stage, status, seconds, passed=0, failed=0: {  # noqa: E731
+        "stage": stage, "status": status, "seconds": seconds, "passed": passed, "failed": failed, "skipped": 0}
+    book, evidence, verdicts = merge_worker_summaries({
+        "gw0": summary("r0", [row("dependencies", "passed", 3.0), row("health", "passed", 0.5, passed=4)],
+                       engine="podman 4.3.1"),
+        "gw1": summary("r1", [row("dependencies", "passed", 4.0), row("health", "failed", 0.2, passed=3, failed=1)],
+                       {"suites/test_health.py::test_ready": "ready answered 500"}, backup={"postgres": {}}),
+    })
+    rows = {r["stage"]: r for r in book.rows()}
+    assert rows["dependencies"]["seconds"] == 4.0  # the slowest worker, not the sum
+    assert rows["health"]["passed"] == 7 and rows["health"]["failed"] == 1 and rows["health"]["status"] == "failed"
+    assert book.first_failure() == "health"
+    assert verdicts == {"suites/test_health.py::test_ready": "ready answered 500"}
+    assert evidence["run"] == "gw0: r0, gw1: r1" and evidence["engine"] == "podman 4.3.1" and "backup" in evidence
