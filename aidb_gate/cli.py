@@ -17,6 +17,7 @@ from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_run
 from aidb_gate.engine import doctor
 from aidb_gate.errors import GateError
+from aidb_gate.images import prune_target_images
 from aidb_gate.session import GateSession
 
 
@@ -52,13 +53,17 @@ def cmd_clean(args: argparse.Namespace) -> int:
     session = GateSession(cfg, _print)
     engine = session.connect()  # reaps dead runs on the way
     client = engine.docker_client()
+    pruned: list[str] = []
     try:
         sweep = remove_run(client, args.run) if args.run else reap_dead_runs(client, keep_run=session.run.id)
+        if args.images:
+            pruned, problems = prune_target_images(engine)
+            sweep.errors += problems
     finally:
         client.close()
         session.close()
     _print(f"removed {len(sweep.containers)} container(s), {len(sweep.networks)} network(s), "
-           f"{len(sweep.volumes)} volume(s)")
+           f"{len(sweep.volumes)} volume(s)" + (f", {len(pruned)} old target image tag(s)" if args.images else ""))
     for err in sweep.errors:
         _print(f"problem: {err}")
     return 1 if sweep.errors else 0
@@ -137,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(fn=cmd_prepare)
     clean = sub.add_parser("clean", help="remove a run's resources, or those of dead runs")
     clean.add_argument("--run", help="the run id to remove (default: every dead run)")
+    clean.add_argument("--images", action="store_true",
+                       help="also remove target images older than the newest of each target (never one in use)")
     clean.set_defaults(fn=cmd_clean)
     backup = sub.add_parser("backup", help="back up Postgres (pg_dump in its container) and Qdrant (snapshots)")
     _target_options(backup)

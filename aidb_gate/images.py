@@ -202,3 +202,47 @@ def provision(
         tail = "".join(text.splitlines(keepends=True)[-25:])
         raise ImageError(f"Building the {role} recipe image {tag} failed (exit {code}). Last lines of {log_path}:\n{tail}")
     return ImageInfo(role, tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)
+
+
+#: Every target image the gate builds lives under this repository prefix (see build.target_tag).
+TARGET_REPO_PREFIX = "localhost/aidb-gate/target-"
+
+
+def stale_target_tags(tags_with_times: list[tuple[str, float]], keep: int = 1) -> list[str]:
+    """Of (tag, created) pairs, the target tags beyond the newest `keep` of each repository."""
+    by_repo: dict[str, list[tuple[float, str]]] = {}
+    for tag, created in tags_with_times:
+        if tag.startswith(TARGET_REPO_PREFIX) and ":" in tag:
+            by_repo.setdefault(tag.rsplit(":", 1)[0], []).append((created, tag))
+    return [tag for entries in by_repo.values() for _, tag in sorted(entries, reverse=True)[keep:]]
+
+
+def prune_target_images(engine: Engine, keep: int = 1) -> tuple[list[str], list[str]]:
+    """Remove target images older than the newest `keep` per target; (removed, problems).
+
+    Each build of a changed context makes a new content-hash tag, so old ones pile up. An image a
+    container still uses (another run's, say) is left alone: removal is never forced.
+    """
+    tagged = [(tag, created_seconds(img.attrs.get("Created"))) for img in engine.shared.images.list() for tag in img.tags]
+    removed, problems = [], []
+    for tag in stale_target_tags(tagged, keep):
+        try:
+            engine.shared.images.remove(tag, force=False)
+            removed.append(tag)
+        except Exception as err:
+            problems.append(f"{tag}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else err}")
+    return removed, problems
+
+
+def created_seconds(value: object) -> float:
+    """An image's creation time in seconds: a Unix time, or an RFC 3339 string (nanoseconds and all)."""
+    import re
+    from datetime import datetime
+
+    if isinstance(value, int | float):
+        return float(value)
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(value)).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0

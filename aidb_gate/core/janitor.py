@@ -8,6 +8,7 @@ two gates can run side by side.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,10 @@ def _labelled(client, run_id: str | None):
 
 def _remove_container(sweep: Sweep, c) -> None:
     name = _container_name(c)
+    # The run's containers are thrown away (their logs are already saved), so there is no graceful
+    # stop to wait for: SIGKILL first halves the removal time of a running Postgres or Qdrant.
+    with contextlib.suppress(Exception):  # not running, or already gone: remove() says which
+        c.kill()
     try:
         c.remove(force=True, v=True)
         sweep.containers.append(name)
@@ -56,7 +61,7 @@ def _remove_container(sweep: Sweep, c) -> None:
 def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
     # Containers first (side by side: each removal mostly waits on the engine), since a network
     # or volume in use cannot be removed.
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda c: _remove_container(sweep, c), containers))
     for n in networks:
         try:

@@ -25,6 +25,7 @@ def project(pytester: pytest.Pytester, config: str, test_body: str) -> None:
 
 
 def run_child(pytester: pytest.Pytester, *args: str, run_id: str | None = None) -> pytest.RunResult:
+    """The child pytest with the gate plugin, in pytester's folder."""
     env_run = {"AIDB_GATE_RUN_ID": run_id} if run_id else {}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env_run.items():
@@ -41,11 +42,13 @@ def test_a_bad_configuration_value_is_one_clear_error(pytester):
     assert "Traceback" not in err + result.stdout.str()
 
 
-def test_a_missing_containerfile_is_one_clear_error(pytester, tmp_path):
+@pytest.mark.parametrize("args", [(), ("-m", "p1")], ids=["after-collection", "early-start"])
+def test_a_missing_containerfile_is_one_clear_error(pytester, tmp_path, args):
+    """Both ways a run starts: after collection, and (with `-m p1`) before it, beside it."""
     empty = tmp_path / "service"
     empty.mkdir()
     project(pytester, f'target = "{empty}"', "def test_x(target_build):\n    pass")
-    result = run_child(pytester)
+    result = run_child(pytester, *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"No Containerfile or Dockerfile in {empty}" in out

@@ -29,3 +29,15 @@ def test_the_tag_follows_files_containerfile_and_args(tmp_path):
     assert target_tag(ctx, outside, {"BASE_IMAGE": "b:1"}) != base
     (ctx / "app.py").write_text("print('changed')\n")
     assert target_tag(ctx, ctx / "Containerfile", {"BASE_IMAGE": "b:1"}) != base
+
+
+def test_old_target_tags_are_the_ones_beyond_the_newest_of_each_target():
+    from aidb_gate.images import created_seconds, stale_target_tags
+
+    tags = [("localhost/aidb-gate/target-aidb:c-1", 10.0), ("localhost/aidb-gate/target-aidb:c-2", 30.0),
+            ("localhost/aidb-gate/target-aidb:c-3", 20.0), ("localhost/aidb-gate/target-other:c-9", 1.0),
+            ("localhost/aidb-gate/postgres:r-1", 0.0)]
+    assert sorted(stale_target_tags(tags)) == ["localhost/aidb-gate/target-aidb:c-1", "localhost/aidb-gate/target-aidb:c-3"]
+    assert stale_target_tags(tags, keep=3) == []
+    assert created_seconds("2026-11-27T09:22:37.501153548Z") < created_seconds("2026-11-27T09:22:38Z")
+    assert created_seconds(1700000000) == 1700000000.0
