@@ -8,12 +8,11 @@ the stack. The pytest fixtures and the CLI are thin callers of this class.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, seed, take_
 from aidb_gate.boot import Boot, boot_target
 from aidb_gate.build import BuildResult, build_target, find_containerfile
 from aidb_gate.config import GateConfig
+from aidb_gate.core.ahead import Ahead
 from aidb_gate.core.container import configure_testcontainers
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.run import Run
@@ -100,54 +100,31 @@ class GateSession:
         self.reaped: Sweep | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._prefetch: threading.Thread | None = None
-        self._prefetch_imports: threading.Thread | None = None
-        # Fresh instances tests announced (role -> name), started in the background once the
-        # stack is up, so a restore does not wait for a container start (see want_fresh).
-        self._wanted: dict[str, str] = {}
-        self._spares: dict[str, Future] = {}
-        self._spare_pool: ThreadPoolExecutor | None = None
-        self._closing = threading.Event()
+        # Steps started before a test asks: the stack and imports check early, and the fresh
+        # instances tests announced (see want_fresh), so a restore does not wait for a container.
+        self._ahead = Ahead()
         #: Seconds of work done on the tests' behalf after the service is up (seeding, backup,
         #: restore, the restored service's boot): part of the critical path the bench reports.
         self.work: dict[str, float] = {}
 
     def prefetch_stack(self) -> None:
         """Provision dependency images and start the stack in the background (while the target
-        builds, or while pytest still collects).
-
-        Errors are not lost: they are cached by `_once` and raised to the first test that asks.
-        """
-        if self._prefetch is None:
-            self._prefetch = self._background("prefetch", self.stack)
+        builds, or while pytest still collects). Errors are cached by `_once` and raised to the
+        first test that asks."""
+        self._ahead.run("stack", self.stack)
 
     def prefetch_imports(self) -> None:
         """Build the target and run the imports check in the background (beside the stack start)."""
-        if self._prefetch_imports is None:
-            self._prefetch_imports = self._background("imports", self.imports)
-
-    def _background(self, name: str, step: Callable[[], Any]) -> threading.Thread:
-        def work() -> None:
-            with contextlib.suppress(Exception):  # cached by _once; raised to the first test that asks
-                step()
-
-        thread = threading.Thread(target=work, name=f"aidb-gate-{name}", daemon=True)
-        thread.start()
-        return thread
-
-    def start_spares(self) -> None:
-        """Start the fresh instances announced with `want_fresh`, each as soon as the stack is up."""
-        with self._locks_guard:
-            if self._wanted and self._spare_pool is None:
-                self._spare_pool = ThreadPoolExecutor(max_workers=len(self._wanted), thread_name_prefix="aidb-gate-spare")
-                for role, name in self._wanted.items():
-                    self._spares[role] = self._spare_pool.submit(self._spare, name, role)
+        self._ahead.run("imports", self.imports)
 
     def want_fresh(self, name: str, role: str) -> None:
-        """Announce that a test will ask for `fresh_dependency(name, role)`: the instance is then
-        started in the background as soon as the stack is up (it stays empty until the test uses it)."""
+        """Announce that a test will ask for `fresh_dependency(name, role)`: `start_spares()` then
+        starts it in the background as soon as the stack is up (it stays empty until used)."""
         if name in self.cfg.dependencies and self.cfg.dependencies[name].enabled:
-            self._wanted.setdefault(role, name)
+            self._ahead.want(role, lambda: self._spare(name, role))
+
+    def start_spares(self) -> None:
+        self._ahead.start_wanted()
 
     def want_restore_targets(self) -> None:
         for name in self._restore_names():
@@ -158,7 +135,7 @@ class GateSession:
 
     def _spare(self, name: str, role: str) -> Dependency:
         self.stack()  # waits for the stack: the spare must not slow the dependencies tests wait on
-        if self._closing.is_set():  # the run is ending (Ctrl-C, failure): start nothing new
+        if self._ahead.closing.is_set():  # the run is ending (Ctrl-C, failure): start nothing new
             raise GateError("the run ended before this fresh instance was needed", stage="dependencies")
         try:
             return self._start_fresh(name, role)
@@ -293,8 +270,7 @@ class GateSession:
 
         It carries the run's labels like everything else, so `close()` removes it too.
         """
-        with self._locks_guard:
-            spare = self._spares.pop(role, None)
+        spare = self._ahead.take(role)
         if spare is not None:
             return spare.result()
         return self._start_fresh(name, role)
@@ -471,15 +447,10 @@ class GateSession:
 
     def close(self) -> Sweep | None:
         """Remove everything this run made (unless kept) and stop an engine service we started."""
-        self._closing.set()
+        # Whatever still starts in the background would otherwise appear after the sweep.
+        self._ahead.close()
         if self.engine is None:
             return None
-        for thread in (self._prefetch, self._prefetch_imports):
-            if thread is not None:
-                # Containers still starting in the background would otherwise appear after the sweep.
-                thread.join(timeout=180)
-        if self._spare_pool is not None:
-            self._spare_pool.shutdown(wait=True, cancel_futures=True)
         sweep = None
         for key in ("boot", "stack"):
             value = self._cache.get(key)

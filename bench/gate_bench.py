@@ -16,8 +16,8 @@ machine, in this invocation:
   start), fresh restore targets (started in the background), and clean-up. critical_path_calls_s
   is the narrower figure with the call phases alone;
 - backup_scale_s / raw_dump_restore_s: backup + verify + restore of ~1,000,000 Postgres rows
-  next to raw `pg_dump -Fc` + `pg_restore` of the same data, and the Qdrant side (50,000 points
-  of 384 dimensions) timed on its own.
+  next to raw `pg_dump -Fc` + `pg_restore` of the same data; the Qdrant side (50,000 points of
+  384 dimensions) next to a raw snapshot + download + upload of the same collection.
 
 Usage: python bench/gate_bench.py [--repeat 10] [--skip-cold] [--skip-scale] [--rows N] [--points N]
 """
@@ -139,15 +139,32 @@ def scale(rows: int, points: int) -> dict:
         result["backup_over_raw"] = round(result["backup_scale_s"] / result["raw_dump_restore_s"], 3)
         pg_backup.drop_database(pg, target.db)
 
+        # Qdrant raw baseline: what an operator would do with curl - create, download, upload into a
+        # fresh server - so the gate's Qdrant procedure is compared with the engine's own cost.
+        raw_q = session.qdrant_target(session.fresh_dependency("qdrant", "qdrant-raw"))
+        begin = time.monotonic()
+        snap = q.result("POST", "/collections/bench_points/snapshots", params={"wait": "true"})["name"]
+        raw_snap = work / "raw.snapshot"
+        with raw_snap.open("wb") as out:
+            for chunk in q.request("GET", f"/collections/bench_points/snapshots/{snap}", stream=True).iter_content(1 << 20):
+                out.write(chunk)
+        with raw_snap.open("rb") as fh:
+            raw_q.request("POST", "/collections/bench_points/snapshots/upload", params={"priority": "snapshot", "wait": "true"},
+                          files={"snapshot": (raw_snap.name, fh, "application/octet-stream")})
+        result["qdrant_raw_s"] = round(time.monotonic() - begin, 2)
+        q.request("DELETE", f"/collections/bench_points/snapshots/{snap}")
+
         # Qdrant part, on its own: snapshot, verify, restore into a fresh server.
+        # Both sides get their fresh server before the clock starts.
         folder = work / "backup-qdrant"
+        fresh = session.qdrant_target(session.fresh_dependency("qdrant", "qdrant-bench"))
         begin = time.monotonic()
         take_backup(folder, None, q)
         problems = verify_backup(folder, None)
-        fresh = session.qdrant_target(session.fresh_dependency("qdrant", "qdrant-bench"))
         restore_backup(folder, None, fresh)
         result["qdrant_scale_s"] = round(time.monotonic() - begin, 2)
         result["qdrant_points_restored"] = q_backup.count(fresh, "bench_points")
+        result["qdrant_over_raw"] = round(result["qdrant_scale_s"] / result["qdrant_raw_s"], 3)
         result["qdrant_scale_problems"] = problems
     finally:
         session.close()
@@ -168,6 +185,8 @@ def markdown(data: dict) -> str:
         ("gate / raw", data.get("scale", {}).get("backup_over_raw")),
         (f"Qdrant snapshot + verify + restore, {data.get('scale', {}).get('points', '-')} points x 384",
          data.get("scale", {}).get("qdrant_scale_s")),
+        ("raw Qdrant snapshot + download + upload of the same collection", data.get("scale", {}).get("qdrant_raw_s")),
+        ("gate / raw (Qdrant)", data.get("scale", {}).get("qdrant_over_raw")),
     ]
     lines = ["| measure | value |", "|---|---|"]
     lines += [f"| {name} | {'-' if value is None else value} |" for name, value in rows]
