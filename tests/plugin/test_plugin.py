@@ -168,12 +168,15 @@ def _external_containers() -> set[str]:
 
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
                     reason="needs Podman (make test installs it)")
-@pytest.mark.parametrize("point", ["building", "starting", "booting", "backup"])
-def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
+@pytest.mark.parametrize(("point", "args"), [
+    ("building", ()), ("starting", ()), ("booting", ()), ("backup", ()), ("starting", ("-m", "p1"))],
+    ids=["building", "starting", "booting", "backup", "starting-while-collecting"])
+def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point, args):
     """SIGINT while the target builds (the stack starting beside it), while the dependencies start,
-    while the service boots (the restore targets starting in the background), and while the backup
-    runs: no labelled container, network or volume and no build container survives."""
-    run_id = f"selftest-int-{point}-{uuid.uuid4().hex[:6]}"
+    while the service boots (the restore targets starting in the background), while the backup
+    runs, and (with `-m p1`) while the stack and the build start as pytest still collects: no
+    labelled container, network or volume and no build container survives."""
+    run_id = f"selftest-int-{point}-{'early' if args else 'late'}-{uuid.uuid4().hex[:6]}"
     folder = tmp_path / "project"
     folder.mkdir()
     context = tmp_path / "service"
@@ -188,7 +191,7 @@ def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point):
                                         "@pytest.mark.restore\ndef test_restore(restore_run):\n    assert restore_run\n")
     before = _external_containers()
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}  # progress lines as they happen
-    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider", "-s"],
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider", "-s", *args],
                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     assert child.stdout is not None
