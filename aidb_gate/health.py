@@ -21,24 +21,31 @@ DEPENDENCY_KEYS = {"name", "status", "critical", "message", "error"}
 
 @dataclass
 class Reply:
-    """One HTTP exchange, reduced to what the checks judge."""
+    """One HTTP exchange, reduced to what the checks judge (the body kept as bytes: some are binary)."""
 
     method: str
     path: str
     status: int
-    text: str
+    content: bytes
     content_type: str
     elapsed_ms: float
 
     @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    @property
     def json(self) -> Any:
         try:
-            return json.loads(self.text)
+            return json.loads(self.content)
         except ValueError:
             return None
 
     def describe(self) -> str:
-        body = self.text if len(self.text) <= 600 else self.text[:600] + "..."
+        if "json" in self.content_type or self.content_type.startswith("text/") or not self.content:
+            body = self.text if len(self.text) <= 600 else self.text[:600] + "..."
+        else:
+            body = f"<{len(self.content)} bytes of {self.content_type or 'unknown type'}>"
         return f"{self.method} {self.path} -> {self.status} in {self.elapsed_ms:.0f} ms: {body}"
 
 
@@ -46,7 +53,7 @@ def call(base_url: str, path: str, method: str = "GET", timeout_s: float = 10.0,
     begin = time.monotonic()
     resp = requests.request(method, base_url + path, timeout=timeout_s, **kwargs)
     elapsed = (time.monotonic() - begin) * 1000
-    return Reply(method, path, resp.status_code, resp.text, resp.headers.get("content-type", ""), elapsed)
+    return Reply(method, path, resp.status_code, resp.content, resp.headers.get("content-type", ""), elapsed)
 
 
 def check_status(reply: Reply, expected: int | set[int]) -> list[str]:

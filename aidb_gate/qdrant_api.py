@@ -14,7 +14,6 @@ Guarantees:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import posixpath
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
+
+from aidb_gate import health
 
 #: What a refused API key may answer: 401 (missing or wrong key), 403 (valid key without rights).
 REFUSED = {401, 403}
@@ -50,27 +51,8 @@ class Endpoint:
         return replace(self, api_key=api_key)
 
 
-@dataclass
-class Reply:
-    """One HTTP exchange, reduced to what the checks judge."""
-
-    method: str
-    path: str
-    status: int
-    content: bytes
-    content_type: str
-    elapsed_ms: float
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-    @property
-    def json(self) -> Any:
-        try:
-            return json.loads(self.content)
-        except ValueError:
-            return None
+class Reply(health.Reply):
+    """A reply from a Qdrant REST API, which also knows where Qdrant puts its error text."""
 
     @property
     def error(self) -> str | None:
@@ -79,13 +61,6 @@ class Reply:
         if isinstance(body, dict) and isinstance(body.get("status"), dict):
             return str(body["status"].get("error"))
         return None if self.status < 400 else self.text[:300]
-
-    def describe(self) -> str:
-        if "json" in self.content_type or self.content_type.startswith("text/") or not self.content:
-            body = self.text if len(self.text) <= 600 else self.text[:600] + "..."
-        else:
-            body = f"<{len(self.content)} bytes of {self.content_type or 'unknown type'}>"
-        return f"{self.method} {self.path} -> {self.status} in {self.elapsed_ms:.0f} ms: {body}"
 
 
 def call(endpoint: Endpoint, method: str, path: str, timeout_s: float = 60.0, headers: Mapping[str, str] | None = None,

@@ -9,7 +9,7 @@ from aidb_gate import health
 
 def reply(status=200, body=None, path="/health/ready", ctype="application/json", ms=5.0):
     text = body if isinstance(body, str) else json.dumps(body)
-    return health.Reply("GET", path, status, text, ctype, ms)
+    return health.Reply("GET", path, status, text.encode(), ctype, ms)
 
 
 GOOD = {"status": "healthy", "check_type": "readiness", "message": "ok", "timestamp": "2026-01-09T01:04:39+00:00",
