@@ -100,6 +100,7 @@ class GateSession:
         self.reaped: Sweep | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._connect_lock = threading.Lock()
         # Steps started before a test asks: the stack and imports check early, and the fresh
         # instances tests announced (see want_fresh), so a restore does not wait for a container.
         self._ahead = Ahead()
@@ -187,6 +188,10 @@ class GateSession:
             find_containerfile(self.cfg.target, self.cfg.containerfile)
 
     def connect(self) -> Engine:
+        with self._connect_lock:  # background steps may ask at the same moment as a test
+            return self._connect()
+
+    def _connect(self) -> Engine:
         if self.engine is None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.log_dir.glob("*.log"):  # a report must only show this run's logs
@@ -207,9 +212,11 @@ class GateSession:
         return self.engine
 
     def base(self) -> BaseImage:
-        if self._base is None:
-            self._base = BaseImage(self.connect(), self.cfg, self.log_dir, self.progress)
-        return self._base
+        engine = self.connect()
+        with self._locks_guard:  # the stack and the build ask from two threads: one BaseImage, one build
+            if self._base is None:
+                self._base = BaseImage(engine, self.cfg, self.log_dir, self.progress)
+            return self._base
 
     def dependency_images(self) -> dict[str, ImageInfo]:
         return self._once("images", "images", lambda: provision_images(
