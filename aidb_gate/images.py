@@ -10,10 +10,12 @@ used, for the report.
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from aidb_gate.engine import Engine
@@ -66,7 +68,13 @@ def try_pull(engine: Engine, ref: str) -> tuple[str | None, str]:
     try:
         return engine.shared.images.pull(ref).id, ""
     except Exception as err:
-        return None, str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+        return None, last_line(err, 300)
+
+
+def last_line(err: Exception, limit: int) -> str:
+    """The engine's own words for a failure: the last line of its message (or the error's type)."""
+    text = str(err).strip()
+    return text.splitlines()[-1][:limit] if text else type(err).__name__
 
 
 def run_build(
@@ -230,15 +238,12 @@ def prune_target_images(engine: Engine, keep: int = 1) -> tuple[list[str], list[
             engine.shared.images.remove(tag, force=False)
             removed.append(tag)
         except Exception as err:
-            problems.append(f"{tag}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else err}")
+            problems.append(f"{tag}: {last_line(err, 200)}")
     return removed, problems
 
 
 def created_seconds(value: object) -> float:
     """An image's creation time in seconds: a Unix time, or an RFC 3339 string (nanoseconds and all)."""
-    import re
-    from datetime import datetime
-
     if isinstance(value, int | float):
         return float(value)
     text = re.sub(r"(\.\d{6})\d+", r"\1", str(value)).replace("Z", "+00:00")

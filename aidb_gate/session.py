@@ -121,7 +121,7 @@ class GateSession:
     def want_fresh(self, name: str, role: str) -> None:
         """Announce that a test will ask for `fresh_dependency(name, role)`: `start_spares()` then
         starts it in the background as soon as the stack is up (it stays empty until used)."""
-        if name in self.cfg.dependencies and self.cfg.dependencies[name].enabled:
+        if name in self._enabled_names():
             self._ahead.want(role, lambda: self._spare(name, role))
 
     def start_spares(self) -> None:
@@ -132,7 +132,10 @@ class GateSession:
             self.want_fresh(name, f"{name}-restored")
 
     def _restore_names(self) -> list[str]:
-        return [n for n in ("postgres", "qdrant") if n in self.cfg.dependencies and self.cfg.dependencies[n].enabled]
+        return [n for n in ("postgres", "qdrant") if n in self._enabled_names()]
+
+    def _enabled_names(self) -> set[str]:
+        return {d.name for d in self.cfg.enabled_dependencies}
 
     def _spare(self, name: str, role: str) -> Dependency:
         self.stack()  # waits for the stack: the spare must not slow the dependencies tests wait on

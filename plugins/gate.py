@@ -196,9 +196,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def announce_fresh_instances(gate: GateSession, items: list[pytest.Item]) -> None:
     """Tell the session which fresh instances the selected tests will ask for."""
+    if any(item.get_closest_marker("restore") for item in items):
+        gate.want_restore_targets()
     for item in items:
-        if item.get_closest_marker("restore"):
-            gate.want_restore_targets()
         for mark in item.iter_markers("gate_fresh"):
             gate.want_fresh(*mark.args, **mark.kwargs)
 
