@@ -5,9 +5,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor
+.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium
 
-gate: setup
+# doctor runs after the engine install and before any build (images depends on it too, so the
+# order holds under -j); its ERR lines say what to fix, and make stops there.
+gate: doctor setup
 	@mkdir -p reports
 	$(BIN)/pytest -m p1 suites; status=$$?; \
 	  echo "[aidb-gate] reports: $(CURDIR)/reports/gate.html and $(CURDIR)/reports/junit.xml"; exit $$status
@@ -22,21 +24,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Installs nothing where `podman info` or `docker info` already works.
 engine:
 	@bash scripts/install-engine.sh
 
-images: $(STAMP) engine
+# debootstrap only where Podman must build the base image (no registry here) and it is missing.
+images: $(STAMP) engine doctor
+	@command -v debootstrap >/dev/null 2>&1 || ! command -v podman >/dev/null 2>&1 \
+	  || podman image exists localhost/aidb-gate/base:bookworm || bash scripts/install-engine.sh --debootstrap
 	$(BIN)/aidb-gate prepare
 
-doctor: $(STAMP)
-	$(BIN)/aidb-gate doctor
+# The real engine check: a labelled network, two containers reaching each other by name.
+doctor: $(STAMP) engine
+	@$(BIN)/aidb-gate doctor
+
+# Headless Chromium for the self-test that renders reports/gate.html (tests/plugin/test_report_html.py);
+# without /usr/bin/chromium it skips, and fails in CI (CI=true). Debian's package.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The self-tests: unit, plugin (real child gate runs), integration and the known-bad corpus; two
 # workers, because most of their time is spent waiting on containers.
-unit: setup
+unit: setup chromium
 	$(BIN)/pytest tests -n 2 --html=reports/selftest.html --junitxml=reports/selftest-junit.xml
 
 p1: setup

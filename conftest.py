@@ -1,4 +1,3 @@
-"""Loads the aidb-gate plugin (also registered as an installed pytest11 plugin under the same name,
-so this is a no-op once the project is installed); everything else lives in plugins/ and aidb_gate/."""
-
-pytest_plugins = ["plugins.gate"]
+"""The checkout's root conftest. The aidb-gate plugin itself is loaded through its installed
+pytest11 entry point (`aidb_gate.plugins.gate`, from plugins/gate.py), exactly as in a service
+repository that pip-installed the gate; loading it here as well would register it twice."""

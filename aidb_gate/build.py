@@ -67,13 +67,14 @@ def declared_args(containerfile: Path) -> set[str]:
     return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", containerfile.read_text(), re.M))
 
 
-def target_tag(context: Path, containerfile: Path, build_args: dict[str, str]) -> str:
+def target_tag(context: Path, containerfile: Path, build_args: dict[str, str],
+               skip: tuple[Path, ...] = ()) -> str:
     """The target's tag: its context's name and a hash of every build input the gate controls."""
     name = re.sub(r"[^a-z0-9_.-]+", "-", context.name.lower()).strip("-.") or "target"
     # The Containerfile may live outside the context, and the args (BASE_IMAGE among them) change
     # the image without changing a file.
     inputs = json.dumps({"containerfile": containerfile.read_text(errors="replace"), "args": sorted(build_args.items())})
-    return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context, extra=inputs)[:12]}"
+    return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context, extra=inputs, skip=skip)[:12]}"
 
 
 def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str | None,
@@ -86,7 +87,7 @@ def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str |
     args = dict(cfg.build_args)
     if base_ref and "BASE_IMAGE" in declared_args(containerfile) and "BASE_IMAGE" not in args:
         args["BASE_IMAGE"] = base_ref
-    tag = target_tag(cfg.target, containerfile, args)
+    tag = target_tag(cfg.target, containerfile, args, skip=(cfg.reports_dir,))
     log_path = log_dir / "build-target.log"
     existing = None if cfg.rebuild else image_id(engine, tag)
     if existing:

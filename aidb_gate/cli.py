@@ -2,7 +2,8 @@
 
 Guarantees: every command prints one clear paragraph on a user error and exits non-zero,
 never a traceback; `prepare` provisions exactly the images `pytest -m p1` would; `clean`
-removes one run's resources or those of dead runs, never a live run's; `backup`, `verify`
+removes one run's resources, every kept run's (--kept) or those of dead runs that were not
+kept, never a live run's; `backup`, `verify`
 and `restore` are the same verified procedure the backup and restore stages prove.
 """
 
@@ -14,11 +15,11 @@ from pathlib import Path
 
 from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, take_backup, verify_backup
 from aidb_gate.config import load_config
-from aidb_gate.core.janitor import reap_dead_runs, remove_run
-from aidb_gate.engine import doctor
+from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_kept_runs
+from aidb_gate.doctor import doctor
 from aidb_gate.errors import GateError
 from aidb_gate.images import prune_target_images
-from aidb_gate.session import GateSession
+from aidb_gate.session import GateSession, kept_secrets_file
 
 
 def _print(msg: str) -> None:
@@ -49,21 +50,32 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    """`--run ID`: that run, kept or not, refused while its owner lives; `--kept`: every kept run
+    whose owner exited; neither: dead runs that were not kept (a kept stack stays until asked)."""
     cfg = load_config(Path(args.root).resolve())
     session = GateSession(cfg, _print)
-    engine = session.connect()  # reaps dead runs on the way
+    engine = session.connect()  # reaps dead runs on the way (never kept ones)
     client = engine.docker_client()
     pruned: list[str] = []
     try:
-        sweep = remove_run(client, args.run) if args.run else reap_dead_runs(client, keep_run=session.run.id)
+        if args.run:
+            sweep = remove_finished_run(client, args.run)
+        elif args.kept:
+            sweep = remove_kept_runs(client)
+        else:
+            sweep = reap_dead_runs(client, keep_run=session.run.id)
         if args.images:
             pruned, problems = prune_target_images(engine)
             sweep.errors += problems
     finally:
         client.close()
         session.close()
+    for run_id in sweep.runs:  # a removed kept run's secrets have nothing left to open
+        kept_secrets_file(run_id).unlink(missing_ok=True)
     _print(f"removed {len(sweep.containers)} container(s), {len(sweep.networks)} network(s), "
            f"{len(sweep.volumes)} volume(s)" + (f", {len(pruned)} old target image tag(s)" if args.images else ""))
+    for note in sweep.skipped:
+        _print(f"left alone: {note}")
     for err in sweep.errors:
         _print(f"problem: {err}")
     return 1 if sweep.errors else 0
@@ -123,6 +135,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from aidb_gate.init import init
+
+    for line in init(Path(args.root), requirement=args.requirement, force=args.force):
+        print(line)
+    return 0
+
+
 def _target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="podman", help="the container CLI used for `exec` (podman or docker)")
     p.add_argument("--postgres-container", help="name or id of the running Postgres container")
@@ -137,11 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", default=".", help="the project folder holding pyproject.toml/gate.toml")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="check the container engine set-up and say what to fix").set_defaults(fn=cmd_doctor)
+    init = sub.add_parser("init", help="write a starter [tool.aidb-gate] and CI jobs into the service's repository")
+    init.add_argument("--requirement", default="aidb-gate",
+                      help="what the CI jobs `pip install` (a version, a wheel URL or a git URL); default: aidb-gate")
+    init.add_argument("--force", action="store_true", help="replace an existing configuration and CI jobs")
+    init.set_defaults(fn=cmd_init)
     prep = sub.add_parser("prepare", help="provision the dependency images (local, pulled or built)")
     prep.add_argument("--target", help="build context of the service (as --gate-target)")
     prep.set_defaults(fn=cmd_prepare)
     clean = sub.add_parser("clean", help="remove a run's resources, or those of dead runs")
-    clean.add_argument("--run", help="the run id to remove (default: every dead run)")
+    which = clean.add_mutually_exclusive_group()
+    which.add_argument("--run", help="the run id to remove, kept or not; refused while that run is still going "
+                                     "(default: every dead run that was not kept with --gate-keep)")
+    which.add_argument("--kept", action="store_true", help="remove every kept stack (--gate-keep) whose run has ended")
     clean.add_argument("--images", action="store_true",
                        help="also remove target images older than the newest of each target (never one in use)")
     clean.set_defaults(fn=cmd_clean)

@@ -26,11 +26,11 @@ ENV_PREFIX = "AIDB_GATE_"
 #: The contract's defaults. The shape of this dict is the schema: a user's key must exist here
 #: and its value must have the same type (tables marked FREE accept any string keys).
 DEFAULTS: dict[str, Any] = {
-    "target": "fixtures/aidb",
+    "target": ".",
     "containerfile": "",
     "image": "",
     "build_args": {},
-    "ca_bundle": "",
+    "ca_bundle": "auto",
     "base_image": "localhost/aidb-gate/base:bookworm",
     "port": 8091,
     "startup_timeout_s": 120.0,
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "keep": False,
     "rebuild": False,
     "reports_dir": "reports",
+    "suites": True,
     "imports": {"modules": [], "interpreter": "", "pip_check": True},
     "health": {
         "live": "/health/live",

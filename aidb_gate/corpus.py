@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from aidb_gate import fixtures
 from aidb_gate.config import DEFAULTS, deep_merge, validate_shape
 from aidb_gate.errors import ConfigError
 from aidb_gate.report import MARKER_STAGE, STAGES
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "fixtures" / "aidb"
-BROKEN = ROOT / "fixtures" / "broken"
+REFERENCE = fixtures.REFERENCE
+BROKEN = fixtures.BROKEN
 CASE_FILE = "case.toml"
 OVERLAY_DIR = "overlay"
 DEFAULT_MARKERS = "p1"
@@ -245,12 +245,6 @@ def gate_table(case: Case, context: Path, reports_dir: Path | str = "reports") -
     table["target"] = str(context)
     table["reports_dir"] = str(reports_dir)
     return table
-
-
-def project_ini_options(root: Path = ROOT) -> dict[str, Any]:
-    """The project's own [tool.pytest.ini_options] markers and filterwarnings (not its addopts)."""
-    ini = tomllib.loads((root / "pyproject.toml").read_text()).get("tool", {}).get("pytest", {}).get("ini_options", {})
-    return {k: copy.deepcopy(ini[k]) for k in ("markers", "filterwarnings") if k in ini}
 
 
 def child_pyproject(gate: dict[str, Any], ini_options: dict[str, Any] | None = None) -> str:

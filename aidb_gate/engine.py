@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aidb_gate import fixtures
 from aidb_gate.errors import EngineError
 
-PROJECT_CONTAINERS_CONF = Path(__file__).resolve().parent.parent / "fixtures" / "engine" / "containers.conf"
+PROJECT_CONTAINERS_CONF = fixtures.CONTAINERS_CONF
 PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
 DOCKER_SOCKET = "/var/run/docker.sock"
 #: Podman's default `nofile` ulimit; a lower hard limit makes every `podman run` fail setrlimit.
@@ -183,8 +184,10 @@ def _cli_for(kind: str) -> str | None:
 def _install_hint() -> str:
     if Path("/etc/debian_version").exists():
         if os.geteuid() == 0:
-            return "Install Podman with `apt-get update && apt-get install -y podman runc` (or run `make gate`, which does it)."
-        return "Install Podman as root: `sudo apt-get install -y podman runc`."
+            return ("Install Podman with `apt-get update && apt-get install -y podman runc iptables` "
+                    "(or run `make gate`, which does it).")
+        return ("Install Podman as root: `sudo apt-get install -y podman runc iptables` "
+                "(or run `make gate`, which does it).")
     return (
         "Install Podman (https://podman.io/docs/installation) or Docker, and make sure `podman info` "
         "or `docker info` works for this user."
@@ -300,55 +303,3 @@ def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> 
                       notes=notes)
     detail = "; ".join(tried) if tried else "no DOCKER_HOST, no Podman or Docker socket, and no podman binary on PATH"
     raise EngineError(f"No container engine found ({detail}). {_install_hint()}")
-
-
-def doctor(run_id: str = "doctor") -> tuple[bool, list[str]]:
-    """A human-readable check of the engine set-up: (all good, lines)."""
-    lines: list[str] = []
-    ok = True
-    for tool in ("podman", "docker", "runc", "debootstrap"):
-        path = shutil.which(tool)
-        lines.append(f"{'ok ' if path else '-- '} {tool}: {path or 'not found'}")
-    reasons = containers_conf_reasons()
-    if reasons:
-        lines.append(f"ok  host needs Podman settings ({'; '.join(reasons)}): the gate applies {PROJECT_CONTAINERS_CONF}")
-    elif os.environ.get("CONTAINERS_CONF"):
-        lines.append(f"ok  CONTAINERS_CONF={os.environ['CONTAINERS_CONF']} (yours, respected)")
-    try:
-        engine = connect(run_id)
-    except Exception as err:  # doctor reports, it never raises
-        ok = False
-        lines.append(f"ERR engine: {err}")
-        return ok, lines
-    try:
-        lines.append(f"ok  engine: {engine.description}")
-        lines.extend(f"ok  {n}" for n in engine.notes)
-        check = _smoke_run(engine)
-        if check:
-            ok = False
-            lines.append(f"ERR {check}")
-        else:
-            lines.append("ok  a container can be created and started")
-    finally:
-        engine.close()
-    if engine.kind == "podman" and not shutil.which("runc") and reasons:
-        ok = False
-        lines.append("ERR runc is missing but this host needs it: `apt-get install -y runc`")
-    return ok, lines
-
-
-def _smoke_run(engine: Engine) -> str | None:
-    """Run `true` in any local image; None when that works, else what failed."""
-    client = engine.docker_client()
-    try:
-        images = [t for img in client.images.list() for t in img.tags]
-        if not images:
-            return None  # nothing local to try yet; `make gate` builds the images
-        try:
-            out = client.containers.run(images[0], ["true"], remove=True, labels={"aidb-gate.run": "doctor"})
-            del out
-        except Exception as err:
-            return f"starting a container from {images[0]} failed: {err}"
-        return None
-    finally:
-        client.close()

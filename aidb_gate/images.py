@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from aidb_gate import fixtures
 from aidb_gate.engine import Engine
 from aidb_gate.errors import ImageError
 
-RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+RECIPES = fixtures.IMAGES
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
 HASH_LABEL = "aidb-gate.recipe-hash"
 #: Where RUN steps see the host's CA bundle (Debian's path, which pip's PIP_CERT then names).
@@ -47,10 +48,13 @@ class ImageInfo:
         return not self.source.startswith("recipe")
 
 
-def tree_hash(folder: Path, extra: str = "") -> str:
-    """sha256 over the relative paths and bytes of every file under folder (stable order)."""
+def tree_hash(folder: Path, extra: str = "", skip: tuple[Path, ...] = ()) -> str:
+    """sha256 over the relative paths and bytes of every file under folder (stable order), leaving
+    out the folders in `skip` (the gate's own reports, when they live inside a build context)."""
     h = hashlib.sha256(extra.encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not IGNORED & set(p.parts)):
+    skipped = {s.resolve() for s in skip}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not IGNORED & set(p.parts)
+                       and not skipped & set(p.resolve().parents)):
         h.update(str(path.relative_to(folder)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aidb_gate.errors import GateError
@@ -174,6 +177,144 @@ def condensed_verdicts(verdicts: dict[str, str]) -> tuple[dict[str, str], int]:
     return own, len(verdicts) - len(own)
 
 
+def headline(verdict: str) -> str:
+    """A verdict's normalised first line (whitespace collapsed): what identifies its cause."""
+    text = verdict.strip()
+    return " ".join(text.split("\n", 1)[0].split()) if text else ""
+
+
+def cause_key(verdict: str) -> str:
+    """What two verdicts share when they have one cause: the headline; every test blocked by an
+    earlier stage shares one."""
+    line = headline(verdict)
+    return BLOCKED if BLOCKED in line else line
+
+
+@dataclass
+class Cause:
+    """One reason the gate failed, and every test it failed: said once, however many tests it hit.
+    `blocked` marks the tests that could not run because `stage` broke earlier."""
+
+    stage: str | None
+    verdict: str
+    tests: list[str] = field(default_factory=list)
+    detail: str = ""
+    blocked: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"stage": self.stage, "verdict": self.verdict, "tests": list(self.tests), "blocked": self.blocked}
+
+
+_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+_SUITE_FILE = re.compile(r"^(?:.*/)?test_(\w+)\.py::")
+
+
+def stage_of_markers(names: Iterable[str], nodeid: str = "") -> str | None:
+    """The stage of a test from its marker names. A report's `keywords` hold the markers together
+    with the names of the test and of its folders and files, which do not count."""
+    names = set(names) - set(re.split(r"[/:\[\].]+", nodeid))
+    return next((stage for marker, stage in MARKER_STAGE.items() if marker in names), None)
+
+
+def stages_of_reports(reports: Iterable) -> dict[str, str]:
+    """{nodeid: stage} of the given test reports, from their markers (kept in `keywords`, also
+    in the reports an xdist controller receives)."""
+    out: dict[str, str] = {}
+    for rep in reports:
+        nodeid = getattr(rep, "nodeid", "")
+        stage = stage_of_markers(getattr(rep, "keywords", {}) or {}, nodeid)
+        if nodeid and stage:
+            out.setdefault(nodeid, stage)
+    return out
+
+
+def _stage_of_test(nodeid: str, stages_of: dict[str, str]) -> str | None:
+    """From the markers when known, else from the suite's file naming (test_<stage marker>.py)."""
+    if nodeid in stages_of:
+        return stages_of[nodeid]
+    m = _SUITE_FILE.match(nodeid)
+    return MARKER_STAGE.get(m.group(1)) if m else None
+
+
+def _rest(verdict: str) -> str:
+    return verdict.strip().partition("\n")[2].strip()
+
+
+def _breaking_stage(blocked: list[str], stages: StageBook | None, stages_of: dict[str, str]) -> str | None:
+    """The stage whose failure blocked these tests: the last failed stage before the earliest of
+    them (a stage's own blocked checks, e.g. the build's metadata tests, name that stage)."""
+    failed = [str(r["stage"]) for r in stages.rows() if r["status"] == "failed"] if stages else []
+    known = [s for s in (_stage_of_test(n, stages_of) for n in blocked) if s in _ORDER]
+    if not known:
+        return failed[0] if failed else None
+    earliest = min(known, key=_ORDER.__getitem__)
+    before = [s for s in failed if s in _ORDER and _ORDER[s] < _ORDER[earliest]]
+    return before[-1] if before else earliest
+
+
+def group_causes(verdicts: dict[str, str], stages: StageBook | None = None,
+                 stages_of: dict[str, str] | None = None) -> list[Cause]:
+    """The run's verdicts grouped by cause (their normalised first line), in pipeline order. The
+    tests blocked by an earlier stage are one group, named after the stage that broke."""
+    stages_of = stages_of or {}
+    own: dict[str, Cause] = {}
+    blocked: list[str] = []
+    blocked_verdict = ""
+    for nodeid, verdict in verdicts.items():
+        line = headline(verdict) or "(the test failed without a message)"
+        if cause_key(verdict) == BLOCKED:
+            blocked.append(nodeid)
+            blocked_verdict = blocked_verdict or verdict
+            continue
+        stage = _stage_of_test(nodeid, stages_of)
+        cause = own.get(line)
+        if cause is None:
+            own[line] = Cause(stage, line, [nodeid], _rest(verdict))
+            continue
+        cause.tests.append(nodeid)
+        if stage in _ORDER and (cause.stage not in _ORDER or _ORDER[stage] < _ORDER[cause.stage]):
+            cause.stage = stage
+    causes = list(own.values())
+    if blocked:
+        causes.append(Cause(_breaking_stage(blocked, stages, stages_of), headline(blocked_verdict), blocked,
+                            _rest(blocked_verdict), blocked=True))
+    # Stable: within a stage, a cause of its own comes before the tests it blocked.
+    causes.sort(key=lambda c: (_ORDER.get(c.stage or "", len(_ORDER)), c.blocked))
+    return causes
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def banner_text(stages: StageBook, causes: list[Cause], exit_status: int | None = None, limit: int = 300) -> str:
+    """`GATE: PASS`, or `GATE: FAIL at <stage>: <verdict>`: the first failing stage and the first
+    verdict of that stage (its own cause before the tests it blocked)."""
+    first = stages.first_failure()
+    if first is None:
+        if exit_status == 0 or (exit_status is None and not causes):
+            return "GATE: PASS"
+        return "GATE: FAIL" + (f": {_clip(causes[0].verdict, limit)}" if causes else "")
+    mine = [c for c in causes if c.stage == first]
+    verdict = next((c.verdict for c in mine if not c.blocked), None) or next((c.verdict for c in mine), None)
+    return f"GATE: FAIL at {first}" + (f": {_clip(verdict, limit)}" if verdict else "")
+
+
+def causes_text(causes: list[Cause], max_tests: int = 5, width: int = 600) -> list[str]:
+    """The terminal summary's verdicts: each cause once, then the tests it failed."""
+    lines = []
+    for c in causes:
+        where = f"[{c.stage}] " if c.stage else ""
+        what = (f"{len(c.tests)} test(s) could not run because the {c.stage or 'an earlier'} stage failed: "
+                if c.blocked else "")
+        lines.append(f"  {where}{what}{_clip(c.verdict, width)}")
+        shown = c.tests if len(c.tests) <= max_tests else c.tests[: max_tests - 1]
+        lines += [f"      {t}" for t in shown]
+        if len(shown) < len(c.tests):
+            lines.append(f"      ... and {len(c.tests) - len(shown)} more")
+    return lines
+
+
 def image_lines(evidence: dict) -> list[str]:
     lines = []
     if evidence.get("engine"):
@@ -185,9 +326,79 @@ def image_lines(evidence: dict) -> list[str]:
     return lines
 
 
-def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) -> list[str]:
-    """The report's opening: the stage table, what ran where, and every verdict."""
-    parts = [stages.as_html()]
+_RED, _GREEN = "#cf222e", "#1a7f37"
+
+#: The report's own look; pytest-html's page is grey 12px text.
+REPORT_CSS = f"""<style>
+.gate-banner {{ font-size: 22px; font-weight: bold; color: #fff; padding: 14px 18px; margin: 10px 0 14px;
+  border-radius: 6px; line-height: 1.35; overflow-wrap: anywhere; }}
+.gate-banner.gate-fail {{ background: {_RED}; }}
+.gate-banner.gate-pass {{ background: {_GREEN}; }}
+.gate-report {{ color: #1f2328; font-size: 13px; max-width: 1100px; }}
+.gate-report h2, .gate-report h3 {{ color: #1f2328; margin: 14px 0 6px; }}
+.gate-report table {{ border-collapse: collapse; }}
+.gate-report th, .gate-report td {{ border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; }}
+.gate-cause {{ border-left: 4px solid {_RED}; background: #fff8f8; padding: 6px 10px; margin: 6px 0; }}
+.gate-cause.gate-blocked {{ border-left-color: #9a6700; background: #fffbea; }}
+.gate-cause .gate-stage {{ font-weight: bold; }}
+.gate-cause ul {{ margin: 4px 0; }}
+.gate-cause pre, .gate-verdict pre {{ white-space: pre-wrap; max-height: 24em; overflow: auto; background: #f6f8fa;
+  padding: 6px; }}
+details.gate-environment {{ margin: 10px 0; }}
+details.gate-environment summary {{ cursor: pointer; font-weight: bold; }}
+</style>"""
+
+#: pytest-html draws its Environment table (pytest-metadata) at the top of the page, from the
+#: report's JSON, before the summary. Once its script has run, fold that table into the
+#: <details> below the verdicts, so the page opens with the banner.
+FOLD_ENVIRONMENT = """<details class="gate-environment" id="gate-environment">\
+<summary>Environment (pytest-metadata)</summary></details>
+<script>
+document.addEventListener("DOMContentLoaded", function () {
+  var fold = document.getElementById("gate-environment");
+  var table = document.getElementById("environment");
+  var header = document.getElementById("environment-header");
+  if (!fold || !table) { return; }
+  table.classList.remove("hidden");
+  fold.appendChild(table);
+  if (header) { header.remove(); }
+});
+</script>"""
+
+
+def banner_html(text: str) -> str:
+    kind = "gate-pass" if text == "GATE: PASS" else "gate-fail"
+    return f"<div class='gate-banner {kind}' id='gate-banner'>{html.escape(text)}</div>"
+
+
+def causes_html(causes: list[Cause]) -> str:
+    """Each cause once: its stage, its verdict (the details folded), and the tests it failed."""
+    if not causes:
+        return ""
+    blocks = []
+    for c in causes:
+        stage = html.escape(c.stage or "no stage")
+        if c.blocked:
+            title = (f"<span class='gate-stage'>{stage}</span> broke: {len(c.tests)} test(s) could not run. "
+                     f"{html.escape(c.verdict)}")
+        else:
+            title = f"<span class='gate-stage'>{stage}</span>: {html.escape(c.verdict)}"
+        detail = (f"<details><summary>details</summary><pre>{html.escape(c.detail)}</pre></details>"
+                  if c.detail else "")
+        tests = "".join(f"<li><code>{html.escape(t)}</code></li>" for t in c.tests)
+        listing = (f"<ul>{tests}</ul>" if len(c.tests) <= 10 else
+                   f"<details><summary>{len(c.tests)} tests</summary><ul>{tests}</ul></details>")
+        blocks.append(f"<div class='gate-cause{' gate-blocked' if c.blocked else ''}'>{title}{detail}{listing}</div>")
+    return f"<h3>Verdicts, by cause</h3>{''.join(blocks)}"
+
+
+def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str], stages_of: dict[str, str] | None = None,
+                 exit_status: int | None = None) -> list[str]:
+    """The report's opening: the banner, the stage table, each cause once, what ran where; then
+    pytest-metadata's environment, folded."""
+    causes = group_causes(verdicts, stages, stages_of)
+    parts = [REPORT_CSS, "<div class='gate-report'>", banner_html(banner_text(stages, causes, exit_status)),
+             stages.as_html(), causes_html(causes)]
     facts = "".join(f"<li>{html.escape(line)}</li>" for line in image_lines(evidence))
     parts.append(f"<h3>What ran</h3><ul>{facts}<li>run id: {html.escape(str(evidence.get('run')))}</li></ul>")
     backup = evidence.get("backup") or {}
@@ -196,17 +407,23 @@ def summary_html(stages: StageBook, evidence: dict, verdicts: dict[str, str]) ->
             f"<tr><td>{html.escape(dep)}</td><td>{f['size_bytes'] / 1024:.1f} KiB</td><td>{f['backup_s']:.2f} s</td>"
             f"<td>{_seconds(f['restore_s'])}</td><td>{html.escape(f['invariants'])}</td></tr>"
             for dep, f in backup.items())
-        parts.append("<h3>Backup and restore</h3><table border='1' cellpadding='4' style='border-collapse:collapse'>"
+        parts.append("<h3>Backup and restore</h3><table>"
                      "<tr><th>dependency</th><th>backup size</th><th>backup time</th><th>restore time</th>"
                      f"<th>invariants checked</th></tr>{rows}</table>")
-    if verdicts:
-        own, blocked = condensed_verdicts(verdicts)
-        items = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v.splitlines()[0])}</li>"
-                        for k, v in own.items())
-        if blocked:
-            items += f"<li>{blocked} more test(s) could not run because an earlier stage failed</li>"
-        parts.append(f"<h3>Verdicts</h3><ul>{items}</ul>")
+    parts += [FOLD_ENVIRONMENT, "</div>"]
     return parts
+
+
+def same_cause_log(first: str) -> str:
+    """The log of a test that could not run, in place of a copy of the first such test's."""
+    return html.escape(f"Not run: an earlier stage failed. The failure text and the logs are in the entry of {first}.")
+
+
+def same_cause_html(verdict: str, first: str) -> str:
+    """A test's report entry when an earlier test already carries its cause, logs and facts."""
+    return (f"<div class='gate-verdict' style='border-left:4px solid #9a6700;padding:6px;margin:4px 0'>"
+            f"<b>Verdict:</b> {html.escape(headline(verdict))} <i>(the same cause as <code>{html.escape(first)}</code>,"
+            f" whose entry has the logs; the summary at the top lists every cause once)</i></div>")
 
 
 def merge_worker_summaries(summaries: dict[str, dict]) -> tuple[StageBook, dict, dict[str, str]]:
@@ -223,10 +440,16 @@ def merge_worker_summaries(summaries: dict[str, dict]) -> tuple[StageBook, dict,
     return book, evidence, verdicts
 
 
-def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int) -> None:
-    """The machine-readable verdict of a run, written atomically."""
+def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int,
+                  stages_of: dict[str, str] | None = None, switched_off: dict[str, str] | None = None) -> None:
+    """The machine-readable verdict of a run, written atomically (its schema: the README's
+    "summary.json"). `causes` is the verdicts grouped by cause ({stage, verdict, tests, blocked});
+    `stages_of` ({nodeid: stage}) places each test, else its file name does (test_<stage>.py);
+    `switched_off` is {nodeid: the configuration key that deselected it}."""
     data = {"exit_status": exit_status, "first_failure": stages.first_failure(), "stages": stages.rows(),
-            "verdicts": verdicts, "evidence": evidence}
+            "verdicts": verdicts, "evidence": evidence,
+            "causes": [c.as_dict() for c in group_causes(verdicts, stages, stages_of)],
+            "switched_off": dict(switched_off or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))

@@ -24,7 +24,7 @@ from aidb_gate.boot import Boot, boot_target
 from aidb_gate.build import BuildResult, build_target, find_containerfile
 from aidb_gate.config import GateConfig
 from aidb_gate.core.ahead import Ahead
-from aidb_gate.core.container import configure_testcontainers
+from aidb_gate.core.container import configure_testcontainers, host_port
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.run import Run
 from aidb_gate.engine import Engine, connect
@@ -79,6 +79,132 @@ def backup_facts(backup: BackupRun, restore: RestoreRun | None) -> dict[str, dic
     return facts
 
 
+
+# -- a kept stack (--gate-keep): how to reach it, without printing a secret ---------------------
+
+@dataclass
+class KeptContainer:
+    """One kept container as seen from the host. Holds no secret."""
+
+    role: str  # its role in the run: target, postgres, postgres-restored, ...
+    kind: str  # service, postgres, redis or qdrant
+    container: str  # its name, for `podman exec`
+    port: int | None = None  # the host port on 127.0.0.1; None when it could not be read
+    user: str = ""
+    db: str = ""
+    problem: str = ""  # why the port is unknown (the container exited, ...)
+
+
+@dataclass
+class KeptStack:
+    """Everything `render_keep` prints about a kept run, read while the engine still answered."""
+
+    run_id: str
+    containers: list[KeptContainer]
+    cli: str  # the engine CLI, with `CONTAINERS_CONF=...` in front where this host needs it
+    health_path: str
+    key_header: str
+    api_key_var: str | None  # the service's environment variable holding the API key, if any
+    secrets_file: Path | None = None
+    secrets_problem: str = ""
+
+
+def kept_secrets_file(run_id: str) -> Path:
+    """Where a kept run's secrets are written (mode 0600); `aidb-gate clean` removes it with the run.
+
+    Beside the engine sockets in the user's runtime folder, never under reports/: CI jobs upload
+    that folder as an artifact, and secrets must never reach a report."""
+    from aidb_gate.engine import service_dir
+
+    return service_dir() / f"kept-{run_id}.env"
+
+
+def secret_var(role: str, key: str) -> str:
+    """The secrets file's variable for one dependency secret: postgres-restored + password ->
+    POSTGRES_RESTORED_PASSWORD (one variable per instance: each has its own secret)."""
+    return f"{role}_{key}".upper().replace("-", "_")
+
+
+def write_secrets_file(path: Path, run_id: str, secrets: dict[str, str]) -> None:
+    """A shell-sourceable file readable by its owner only; made 0600 before a secret is written."""
+    import shlex
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+        fh.write(f"# Secrets of the kept aidb-gate run {run_id}; `aidb-gate clean --run {run_id}` removes it.\n")
+        fh.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(secrets.items()))
+
+
+def engine_cli(engine: Engine) -> str:
+    """The CLI line prefix that reaches the kept containers; `podman` talks to its storage directly,
+    so it works after a private API service stopped, given the same CONTAINERS_CONF."""
+    conf = engine.cli_env.get("CONTAINERS_CONF")
+    return f"CONTAINERS_CONF={conf} {engine.kind}" if conf else engine.kind
+
+
+def health_url_path(cfg: GateConfig) -> str:
+    return cfg.health.get("ready") or cfg.health.get("live") or cfg.health.get("legacy") or "/"
+
+
+def api_key_var(cfg: GateConfig) -> str | None:
+    """The target's environment variable that carries the API key (AIDB_API_KEY by default)."""
+    return next((var for var, template in cfg.env_templates.items() if template == "{api_key}"), None)
+
+
+def _kept_port(entry: KeptContainer, read: Callable[[], int]) -> KeptContainer:
+    try:
+        entry.port = int(read())
+    except Exception as err:  # an exited container publishes no port; say so instead of failing the run
+        entry.problem = f"no published port ({type(err).__name__}: {str(err)[:200]})"
+    return entry
+
+
+def _client_line(c: KeptContainer, kept: KeptStack) -> str:
+    """A ready-to-paste command for one container; secrets come from the sourced file's variables."""
+    where = f"127.0.0.1 -p {c.port}"
+    var = secret_var(c.role, "password")
+    if c.kind == "service":
+        return f'curl -H "{kept.key_header}: $AIDB_API_KEY" http://127.0.0.1:{c.port}{kept.health_path}'
+    if c.kind == "postgres":
+        return f'PGPASSWORD="${var}" psql -h {where}' + (f" -U {c.user}" if c.user else "") + (f" {c.db}" if c.db else "")
+    if c.kind == "redis":
+        return f'REDISCLI_AUTH="${var}" redis-cli -h {where} ping'
+    if c.kind == "qdrant":
+        return f'curl -H "api-key: ${secret_var(c.role, "api_key")}" http://127.0.0.1:{c.port}/collections'
+    return ""
+
+
+def render_keep(kept: KeptStack) -> str:
+    """The --gate-keep instructions: every kept container's address and a client line for it, where
+    the secrets are, and how to remove the stack. Never a secret value."""
+    lines = [f"[aidb-gate] --gate-keep: the stack of run {kept.run_id} is still running. It is labelled "
+             "aidb-gate.kept=true, so later gate runs and `aidb-gate clean` leave it alone."]
+    if kept.secrets_file:
+        lines.append(f"  secrets (mode 0600): {kept.secrets_file}")
+        lines.append(f"      load them into your shell: set -a; . {kept.secrets_file}; set +a")
+    elif kept.secrets_problem:
+        lines.append(f"  secrets: {kept.secrets_problem}")
+    for c in kept.containers:
+        address = f"http://127.0.0.1:{c.port}" if c.kind == "service" else f"127.0.0.1:{c.port}"
+        if c.port is None:
+            lines.append(f"  {c.role:<18} {c.problem}  (container {c.container})")
+            continue
+        lines.append(f"  {c.role:<18} {address}  (container {c.container})")
+        command = _client_line(c, kept)
+        if command:
+            lines.append(f"      {command}")
+    target = next((c for c in kept.containers if c.kind == "service"), None)
+    if target and kept.api_key_var:
+        lines.append(f"  API key: AIDB_API_KEY in the secrets file, or from the service itself: "
+                     f"{kept.cli} exec {target.container} printenv {kept.api_key_var}")
+    if not kept.containers:
+        lines.append("  (no container of this run was running when it ended)")
+    lines.append(f"  remove it with: aidb-gate clean --run {kept.run_id}   (every kept stack: aidb-gate clean --kept)")
+    return "\n".join(lines)
+
+
 class GateSession:
     """Lazily runs the gate's pipeline for one run and remembers every result and log."""
 
@@ -86,6 +212,7 @@ class GateSession:
                  worker: str | None = None):
         self.cfg = cfg
         self.run = run or Run()
+        self.run.kept = self.run.kept or cfg.keep  # labels say so from the first resource on
         if run is None and worker and os.environ.get("AIDB_GATE_RUN_ID"):
             self.run.id = f"{self.run.id}-{worker}"  # each xdist worker runs its own stack, under its own id
         self.progress = progress or (lambda _msg: None)
@@ -435,7 +562,9 @@ class GateSession:
         build = self._cache.get("build")
         if isinstance(build, BuildResult):
             how = "reused: built earlier from the same inputs" if build.reused else "prebuilt" if build.prebuilt else "built"
-            facts["target image"] = f"{build.ref} ({how}, {build.image_id[:19]})"
+            if not build.ok:
+                how = f"the build failed, exit {build.exit_code}"
+            facts["target image"] = f"{build.ref} ({how}" + (f", {build.image_id[:19]})" if build.image_id else ")")
         backup, restore = self._cache.get("backup"), self._cache.get("restore")
         if isinstance(backup, BackupRun):
             facts["backup"] = backup_facts(backup, restore if isinstance(restore, RestoreRun) else None)
@@ -443,20 +572,53 @@ class GateSession:
         return facts
 
     def keep_instructions(self) -> str:
-        lines = [f"--gate-keep: the stack of run {self.run.id} is still running."]
-        boot = self._cache.get("boot")
-        if isinstance(boot, Boot) and boot.ready:
-            lines.append(f"  service: {boot.url}  (API key: see AIDB_API_KEY in `podman inspect "
-                         f"{self.run.name('target')}`)")
+        """How to reach the kept stack, from what `close()` read while the engine still answered;
+        asks the engine nothing (a private API service is gone by the time this is printed)."""
+        kept = self._cache.get("kept")
+        if isinstance(kept, KeptStack):
+            return render_keep(kept)
+        return f"--gate-keep: run {self.run.id} started nothing to keep."
+
+    def _read_kept(self, engine: Engine) -> KeptStack:
+        """Host ports of every kept container, read through the engine now, and the secrets
+        written to a 0600 file so the printed instructions never carry them."""
+        found: list[tuple[KeptContainer, dict[str, str]]] = []
+        boots = [("target", self._cache.get("boot"))]
+        restore = self._cache.get("restore")
+        if isinstance(restore, RestoreRun):
+            boots.append(("target-restored", restore.boot))
+        for role, boot in boots:
+            if isinstance(boot, Boot):
+                found.append((_kept_port(KeptContainer(role, "service", self.run.name(role)),
+                                         lambda b=boot: host_port(b.container, b.port)),
+                              {"AIDB_API_KEY": self.api_key}))
         stack = self._cache.get("stack")
         if isinstance(stack, Stack):
-            for name, dep in stack.deps.items():
-                lines.append(f"  {name}: 127.0.0.1:{dep.host_port}  (container {self.run.name(name)})")
-        lines.append(f"  remove it with: aidb-gate clean --run {self.run.id}")
-        return "\n".join(lines)
+            for dep in [*stack.deps.values(), *stack.extra.values()]:
+                entry = KeptContainer(dep.name, dep.config.name, self.run.name(dep.name),
+                                      user=dep.config.user, db=dep.config.db)
+                found.append((_kept_port(entry, lambda d=dep: d.host_port),
+                              {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))
+        secrets = {k: v for _entry, values in found for k, v in values.items()}
+        kept = KeptStack(self.run.id, [entry for entry, _values in found], engine_cli(engine),
+                         health_url_path(self.cfg), self.cfg.auth.get("header") or "X-API-Key",
+                         api_key_var(self.cfg))
+        if secrets:
+            path = kept_secrets_file(self.run.id)
+            try:
+                write_secrets_file(path, self.run.id, secrets)
+                kept.secrets_file = path
+            except OSError as err:
+                kept.secrets_problem = f"the secrets file {path} could not be written: {err}"
+        return kept
 
     def close(self) -> Sweep | None:
-        """Remove everything this run made (unless kept) and stop an engine service we started."""
+        """Remove everything this run made (unless kept) and stop an engine service we started.
+
+        With --gate-keep, nothing is removed, and the kept containers' host ports are read here,
+        before `engine.close()` stops a private API service, so `keep_instructions()` can always
+        say how to reach the stack.
+        """
         # Whatever still starts in the background would otherwise appear after the sweep.
         self._ahead.close()
         if self.engine is None:
@@ -469,7 +631,9 @@ class GateSession:
             if isinstance(value, Stack):
                 for dep in [*value.deps.values(), *value.extra.values()]:
                     dep.log.snapshot()
-        if not self.cfg.keep:
+        if self.cfg.keep:
+            self._cache["kept"] = self._read_kept(self.engine)
+        else:
             client = self.engine.docker_client()
             try:
                 sweep = remove_run_quietly(client, self.run.id)

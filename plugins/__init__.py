@@ -1,0 +1,1 @@
+"""pytest plugins of aidb-gate; installed as aidb_gate.plugins."""

@@ -11,9 +11,9 @@ Hooks and fixtures stay thin: each calls the library (`aidb_gate.session.GateSes
 
 from __future__ import annotations
 
+import html
 import json
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -23,13 +23,26 @@ import pytest
 from aidb_gate import report as reporting
 from aidb_gate.config import load_config
 from aidb_gate.errors import GateError
+from aidb_gate.selection import (
+    REQUIRES_MARKER,
+    gate_requested,
+    marker_names,
+    suites_to_add,
+    switched_off_by,
+    switched_off_lines,
+)
 from aidb_gate.session import GateSession
 
 SESSION = pytest.StashKey[GateSession]()
 VERDICTS = pytest.StashKey[dict]()
 STARTED = pytest.StashKey[float]()
 VIEW = pytest.StashKey[tuple]()
+#: {nodeid: the configuration key that switched the test off}: deselected, listed in the summaries.
+SWITCHED_OFF = pytest.StashKey[dict]()
 GATE_MARKERS = {"p1", "p2"}
+NOT_CONFIGURED = ("aidb-gate is not configured in this project, so its fixtures have nothing to gate: add a "
+                  "[tool.aidb-gate] table to pyproject.toml (`aidb-gate init` writes one) or a gate.toml, or pass "
+                  "--gate-target=DIR / --gate-image=REF.")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="build the target even when an image of the same context, Containerfile and args exists")
     group.addoption("--gate-config", metavar="FILE", help="a gate.toml to use instead of [tool.aidb-gate]")
     group.addoption("--gate-qdrant-image", metavar="REF", help="the Qdrant image to use (e.g. a real qdrant/qdrant)")
+
+
+GATE_OPTIONS = ("--gate-target", "--gate-image", "--gate-keep", "--gate-rebuild", "--gate-config", "--gate-qdrant-image")
 
 
 def _options(config: pytest.Config) -> dict:
@@ -63,7 +79,9 @@ def _options(config: pytest.Config) -> dict:
 MARKERS = {
     "p1": "priority 1, the deployment gate (`pytest -m p1`)",
     "p2": "priority 2, deeper checks (properties, fault injection)",
-    "gate_fresh": "gate_fresh(name, role): the test asks for fresh_dependency(name, role); the gate starts it "
+    REQUIRES_MARKER: f"{REQUIRES_MARKER}(key, ...): the test applies only while those configuration keys are true; "
+                     "otherwise it is deselected and listed as switched off by the key",
+    "gate_fresh": "gate_fresh(name, role): the test asks for gate_fresh_dependency(name, role); the gate starts it "
                   "in the background once the stack is up",
     **{stage: f"gate stage {stage}" for stage in ("build", "imports", "startup", "health", "auth", "qdrant", "backup",
                                                   "restore", "faults")},
@@ -83,11 +101,25 @@ def _space_separated_target(config: pytest.Config) -> str | None:
     return None
 
 
+def _looks_only(config: pytest.Config) -> bool:
+    """Runs that only list things (--co, --fixtures, --markers): they never touch the engine."""
+    opt = config.option
+    return bool(getattr(opt, "collectonly", False) or getattr(opt, "showfixtures", False)
+                or getattr(opt, "show_fixtures_per_test", False) or getattr(opt, "markers", False))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-html and junitxml read their paths
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[VERDICTS] = {}
+    config.stash[SWITCHED_OFF] = {}
     config.stash[STARTED] = time.time()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    # Inert unless asked: a project that never configured the gate keeps its own p1/p2 tests to itself.
+    if not gate_requested(config.rootpath, (config.getoption(o) for o in GATE_OPTIONS)):
+        return
+    # testcontainers' own deprecation noise is not the user's concern.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:testcontainers.*")
     spaced = _space_separated_target(config)
     if spaced and Path(spaced).exists():
         raise pytest.UsageError(
@@ -108,6 +140,23 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid")
     session = GateSession(cfg, progress, worker=worker)
     config.stash[SESSION] = session
+    suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, reporting.MARKER_STAGE, config.args,
+                           config.args_source == pytest.Config.ArgsSource.ARGS, config.invocation_params.dir)
+    if suites is not None:
+        # Collected beside the project's own tests: the gate as installed, not a copy.
+        config.args.append(str(suites))
+    if early_steps(config.option.markexpr):
+        default_reports(config, cfg.reports_dir)
+
+
+def default_reports(config: pytest.Config, reports_dir: Path) -> None:
+    """A gate run leaves its reports even where the project's pytest settings name none: the HTML
+    report (self-contained) and the JUnit XML, in the configured reports folder."""
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        config.option.htmlpath = str(reports_dir / "gate.html")
+        config.option.self_contained_html = True
+    if not config.option.xmlpath:
+        config.option.xmlpath = str(reports_dir / "junit.xml")
     # SIGTERM (a CI runner cancelling the job) takes the same clean-up path as Ctrl-C.
     if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -137,15 +186,37 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return -1
 
     items.sort(key=key)
-    # A stage about a dependency the configuration switched off does not apply: deselect it
-    # (in CI a skip would count as a failure, and there is nothing to check).
+    # A check the configuration switched off does not apply: deselect it (in CI a skip would count
+    # as a failure, and there is nothing to check) and say which key did it.
     gate = config.stash.get(SESSION, None)
-    if gate is not None:
-        disabled = {name for name, dep in gate.cfg.dependencies.items() if not dep.enabled}
-        dropped = [i for i in items if any(i.get_closest_marker(name) for name in disabled)]
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-            items[:] = [i for i in items if i not in dropped]
+    if gate is None:
+        return
+    off = config.stash[SWITCHED_OFF]
+    for item in items:
+        key = switched_off(item, gate)
+        if key:
+            off[item.nodeid] = key
+    if off:
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid in off])
+        items[:] = [i for i in items if i.nodeid not in off]
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
+    """What the configuration switched off, said where the collection is reported (also under --co)."""
+    return [f"[aidb-gate] {line}" for line in switched_off_lines(config.stash.get(SWITCHED_OFF, {}))]
+
+
+def switched_off(item: pytest.Item, gate: GateSession) -> str | None:
+    """The configuration key that switches this test off, or None."""
+    for name, dep in gate.cfg.dependencies.items():
+        if not dep.enabled and item.get_closest_marker(name):
+            return f"dependencies.{name}.enabled"
+    required = [key for mark in item.iter_markers(REQUIRES_MARKER) for key in mark.args]
+    try:
+        return switched_off_by(required, gate.cfg.raw)
+    except KeyError as err:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{REQUIRES_MARKER} names the configuration key "
+                                f"{err.args[0]!r}, which does not exist.") from None
 
 
 def _start(gate: GateSession) -> None:
@@ -161,7 +232,7 @@ def early_steps(markexpr: str) -> set[str]:
     """What to start before collection ends, from `-m`: the stack when the expression names a gate
     marker, and the build + imports check too when it names p1 or imports. (A run that then
     collects no gate test just removes what was started.)"""
-    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or "")) - {"and", "or", "not"}
+    names = marker_names(markexpr)
     steps = {"stack"} if names & (GATE_MARKERS | set(reporting.MARKER_STAGE)) else set()
     if names & {"p1", "imports"}:
         steps.add("imports")
@@ -173,7 +244,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     while pytest collects, so collection time is not added to the run."""
     config = session.config
     gate = config.stash.get(SESSION, None)
-    if gate is None or config.option.collectonly or _is_xdist_controller(config):
+    if gate is None or _looks_only(config) or _is_xdist_controller(config):
         return
     steps = early_steps(config.option.markexpr)
     if steps:
@@ -184,7 +255,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if not any(_is_gate_item(i) for i in session.items) or session.config.option.collectonly:
+    if (SESSION not in session.config.stash or _looks_only(session.config)
+            or not any(_is_gate_item(i) for i in session.items)):
         return
     gate = session.config.stash[SESSION]
     _start(gate)
@@ -233,10 +305,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     name = f"summary-{gate.worker}.json" if gate.worker else "summary.json"
     stages, evidence, verdicts = view
-    reporting.write_summary(gate.cfg.reports_dir / name, stages, evidence, verdicts, int(exitstatus))
+    reporting.write_summary(gate.cfg.reports_dir / name, stages, evidence, verdicts, int(exitstatus),
+                            stages_of=_stages_of_failed(session.config),
+                            switched_off=session.config.stash.get(SWITCHED_OFF, {}))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the run: its stack is removed, or (--gate-keep) kept and how to reach it printed."""
     gate = config.stash.get(SESSION, None)
     if gate is None:
         return
@@ -245,7 +320,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if tr is None:
         return
     if gate.cfg.keep and gate.engine is not None:
-        tr.write_line(gate.keep_instructions())
+        # Read by close() before the engine stopped; redacted in case an engine error quoted a secret.
+        tr.write_line(gate.run.redactor(gate.keep_instructions()))
     elif sweep is not None:
         tr.write_line(f"[aidb-gate] removed {len(sweep.containers)} container(s) and {len(sweep.networks)} "
                       f"network(s) of run {gate.run.id}")
@@ -268,7 +344,10 @@ def _gate_call(fn):
 @pytest.fixture(scope="session")
 def gate(request: pytest.FixtureRequest) -> GateSession:
     """The run's GateSession: configuration, engine, run id, stage book."""
-    return request.config.stash[SESSION]
+    session = request.config.stash.get(SESSION, None)
+    if session is None:
+        pytest.fail(NOT_CONFIGURED, pytrace=False)
+    return session
 
 
 @pytest.fixture(scope="session")
@@ -278,13 +357,13 @@ def gate_config(gate: GateSession):
 
 
 @pytest.fixture(scope="session")
-def engine(gate: GateSession):
+def gate_engine(gate: GateSession):
     """The reachable container engine (started for the run if it was idle)."""
     return _gate_call(gate.connect)
 
 
 @pytest.fixture(scope="session")
-def target_build(gate: GateSession):
+def gate_build(gate: GateSession):
     """The build stage's result; a failed build is a result, not an error.
 
     The dependencies start in the background meanwhile, so the stack is ready when the build is."""
@@ -293,62 +372,62 @@ def target_build(gate: GateSession):
 
 
 @pytest.fixture(scope="session")
-def target_image(gate: GateSession) -> str:
+def gate_image(gate: GateSession) -> str:
     """The built target image; fails the test if the build failed."""
     return _gate_call(gate.target_image)
 
 
 @pytest.fixture(scope="session")
-def import_report(gate: GateSession):
+def gate_imports(gate: GateSession):
     """Every module of the app imported inside the image (with pip check)."""
     return _gate_call(gate.imports)
 
 
 @pytest.fixture(scope="session")
-def stack(gate: GateSession):
+def gate_stack(gate: GateSession):
     """The run's network and running dependencies (Postgres, Redis, Qdrant)."""
     return _gate_call(gate.stack)
 
 
 @pytest.fixture(scope="session")
-def dependency_images(gate: GateSession):
+def gate_dependency_images(gate: GateSession):
     """{name: ImageInfo} of every enabled dependency: local, pulled, or built from its recipe."""
     return _gate_call(gate.dependency_images)
 
 
 @pytest.fixture(scope="session")
-def fresh_dependency(gate: GateSession):
-    """A factory: `fresh_dependency("qdrant", role="qdrant-restore")` starts an empty instance on the
+def gate_fresh_dependency(gate: GateSession):
+    """A factory: `gate_fresh_dependency("qdrant", role="qdrant-restore")` starts an empty instance on the
     run's network, labelled with the run (removed with it)."""
     return lambda name, role: _gate_call(lambda: gate.fresh_dependency(name, role))
 
 
 @pytest.fixture(scope="session")
-def target_boot(gate: GateSession):
+def gate_boot(gate: GateSession):
     """The booted target, ready or not (the startup stage judges it)."""
     return _gate_call(gate.boot)
 
 
 @pytest.fixture(scope="session")
-def base_url(gate: GateSession) -> str:
+def gate_url(gate: GateSession) -> str:
     """The ready service's URL on 127.0.0.1; fails the test if it never became ready."""
     return _gate_call(gate.service_url)
 
 
 @pytest.fixture(scope="session")
-def backup_run(gate: GateSession):
+def gate_backup(gate: GateSession):
     """The seeded stack backed up (Postgres dump + Qdrant snapshots + manifest), verified."""
     return _gate_call(gate.backup)
 
 
 @pytest.fixture(scope="session")
-def restore_run(gate: GateSession):
+def gate_restore(gate: GateSession):
     """The backup restored into fresh Postgres/Qdrant, and the service booted against them."""
     return _gate_call(gate.restore)
 
 
 @pytest.fixture(scope="session")
-def api_key(gate: GateSession) -> str:
+def gate_api_key(gate: GateSession) -> str:
     """The per-run API key the service was given (redacted everywhere)."""
     return gate.api_key
 
@@ -391,6 +470,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         _attach_extras(item, rep, gate)
 
 
+#: {cause: nodeid of the first test whose report entry carries it, with the logs and facts}
+SHOWN = pytest.StashKey[dict]()
+
+
 def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession) -> None:
     html_plugin = item.config.pluginmanager.getplugin("html")
     if html_plugin is None:
@@ -399,7 +482,15 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
 
     extra = getattr(rep, "extras", [])
     if rep.failed:
-        extra.append(extras.html(reporting.verdict_html(item.config.stash[VERDICTS][item.nodeid])))
+        verdict = item.config.stash[VERDICTS][item.nodeid]
+        first = item.config.stash.setdefault(SHOWN, {}).setdefault(reporting.cause_key(verdict), item.nodeid)
+        if first != item.nodeid:  # said once: later tests of the same cause point to the first
+            extra.append(extras.html(reporting.same_cause_html(verdict, first)))
+            if reporting.cause_key(verdict) == reporting.BLOCKED:
+                rep.gate_blocked_like = first  # never ran: its log would repeat the first's word for word
+            rep.extras = extra
+            return
+        extra.append(extras.html(reporting.verdict_html(verdict)))
         for name, text in reporting.log_extras(gate.log_dir, gate.run.redactor):
             extra.append(extras.text(text, name=name))
         extra.append(extras.json(gate.evidence() | {"stages": gate.stages.rows()}, name="facts"))
@@ -409,11 +500,31 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
     rep.extras = extra
 
 
+def _stages_of_failed(config: pytest.Config) -> dict[str, str]:
+    """{nodeid: stage} of the failed tests, from their reports (under xdist, the workers')."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(tr, "stats", {}) if tr is not None else {}
+    return reporting.stages_of_reports(rep for key in ("failed", "error") for rep in stats.get(key, []))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix, summary, postfix, session):
     view = gate_view(session.config)
-    if view is not None:
-        prefix.extend(reporting.summary_html(*view))
+    if view is not None and view[0].rows():
+        exit_status = getattr(session, "exitstatus", None)
+        prefix.extend(reporting.summary_html(*view, stages_of=_stages_of_failed(session.config),
+                                             exit_status=None if exit_status is None else int(exit_status)))
+    off = switched_off_lines(session.config.stash.get(SWITCHED_OFF, {}))
+    if off:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in off)
+        prefix.append(f"<h3>Switched off by the configuration</h3><ul class='gate-switched-off'>{items}</ul>")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_html(report, data):
+    first = getattr(report, "gate_blocked_like", None)
+    if first:
+        data[:] = [reporting.same_cause_log(first)]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -431,15 +542,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     tr.write_line(stages.as_text())
     for line in reporting.image_lines(evidence):
         tr.write_line(line)
-    if verdicts:
-        own, blocked = reporting.condensed_verdicts(verdicts)
+    for line in switched_off_lines(config.stash.get(SWITCHED_OFF, {})):
+        tr.write_line(line)
+    causes = reporting.group_causes(verdicts, stages, _stages_of_failed(config))
+    if causes:
         tr.write_line("")
-        tr.write_line("verdicts:")
-        for nodeid, verdict in own.items():
-            tr.write_line(f"  {nodeid}: {gate.run.redactor(verdict).splitlines()[0][:600]}")
-        if blocked:
-            tr.write_line(f"  ... and {blocked} test(s) that could not run because an earlier stage failed")
-    first = stages.first_failure()
+        tr.write_line("verdicts, by cause:")
+        for line in reporting.causes_text(causes):
+            tr.write_line(gate.run.redactor(line))
     tr.write_line("")
-    tr.write_line(f"GATE: {'FAIL at stage ' + first if first else 'PASS' if exitstatus == 0 else 'FAIL'}"
-                  f"  (reports in {gate.cfg.reports_dir})")
+    banner = gate.run.redactor(reporting.banner_text(stages, causes, int(exitstatus)))
+    tr.write_line(f"{banner}  (reports in {gate.cfg.reports_dir})", red=banner != "GATE: PASS",
+                  green=banner == "GATE: PASS", bold=True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from plugins.gate import SESSION
+from aidb_gate.plugins.gate import SESSION
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

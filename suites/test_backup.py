@@ -9,8 +9,8 @@ from aidb_gate.backup import postgres as pg_backup
 pytestmark = [pytest.mark.p1, pytest.mark.backup]
 
 
-def test_seeding_reached_the_service_and_every_table(backup_run, gate_config):
-    seeded = backup_run.seeded
+def test_seeding_reached_the_service_and_every_table(gate_backup, gate_config):
+    seeded = gate_backup.seeded
     if gate_config.data["documents"]:
         assert len(seeded["documents"]) == gate_config.data["count"], "not every document was accepted by the API"
     left_alone = {t: why for t, why in seeded["tables"].items() if why.startswith("left alone")}
@@ -18,13 +18,13 @@ def test_seeding_reached_the_service_and_every_table(backup_run, gate_config):
         f"the round trip must cover every table, but some could not be seeded directly: {left_alone}")
 
 
-def test_backup_is_complete_and_verifies(backup_run):
-    assert (backup_run.folder / "manifest.json").is_file(), f"{backup_run.folder} has no manifest: the backup is incomplete"
-    assert not backup_run.problems, "the backup does not verify: " + "; ".join(backup_run.problems)
+def test_backup_is_complete_and_verifies(gate_backup):
+    assert (gate_backup.folder / "manifest.json").is_file(), f"{gate_backup.folder} has no manifest: the backup is incomplete"
+    assert not gate_backup.problems, "the backup does not verify: " + "; ".join(gate_backup.problems)
 
 
-def test_manifest_counts_match_the_source(backup_run):
-    manifest, before = backup_run.manifest, backup_run.before
+def test_manifest_counts_match_the_source(gate_backup):
+    manifest, before = gate_backup.manifest, gate_backup.before
     problems = []
     if "postgres" in manifest:
         source = {t: int(v.split(" rows ")[0]) for t, v in before.postgres["tables"].items()}
@@ -42,18 +42,18 @@ def test_manifest_counts_match_the_source(backup_run):
     assert not problems, "; ".join(problems)
 
 
-def test_dump_lists_the_data_of_every_table(gate, backup_run, stack):
-    entry = backup_run.manifest.get("postgres")
+def test_dump_lists_the_data_of_every_table(gate, gate_backup, gate_stack):
+    entry = gate_backup.manifest.get("postgres")
     if not entry:
         pytest.fail("postgres is enabled but the backup holds no dump", pytrace=False)
-    pg = gate.pg_target(stack.deps["postgres"])
-    carried = pg_backup.tables_with_data(pg, backup_run.folder / entry["file"], entry.get("format", "custom"))
-    missing = [t for t in backup_run.before.postgres["tables"] if pg_backup.unquoted(t) not in carried]
+    pg = gate.pg_target(gate_stack.deps["postgres"])
+    carried = pg_backup.tables_with_data(pg, gate_backup.folder / entry["file"], entry.get("format", "custom"))
+    missing = [t for t in gate_backup.before.postgres["tables"] if pg_backup.unquoted(t) not in carried]
     assert not missing, f"the dump carries no data for {missing}: it leaves them out"
 
 
-def test_backing_up_did_not_change_the_data(backup_run):
+def test_backing_up_did_not_change_the_data(gate_backup):
     from aidb_gate.restore import compare_stacks
 
-    problems = compare_stacks(backup_run.before, backup_run.after)
+    problems = compare_stacks(gate_backup.before, gate_backup.after)
     assert not problems, "the data changed while it was backed up: " + "; ".join(problems)

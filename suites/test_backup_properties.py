@@ -54,9 +54,9 @@ ROWS = st.lists(ROW, max_size=20) | st.lists(st.fixed_dictionaries({
 
 
 @pytest.fixture(scope="module")
-def pg(gate, stack):
+def pg(gate, gate_stack):
     """The stack's Postgres, with a template database holding the property table."""
-    target = gate.pg_target(stack.deps["postgres"])
+    target = gate.pg_target(gate_stack.deps["postgres"])
     pg_backup.drop_database(target, TEMPLATE)
     pg_backup.create_database(target, TEMPLATE)
     target.with_db(TEMPLATE).exec([
@@ -99,8 +99,8 @@ POINT_PAYLOADS = st.lists(st.dictionaries(TEXT, JSON, max_size=5), min_size=0, m
 
 @settings(PROPERTY, max_examples=40)
 @given(payloads=POINT_PAYLOADS)
-def test_qdrant_snapshot_round_trip_keeps_payloads_and_vectors(gate, stack, tmp_path_factory, payloads):
-    q = gate.qdrant_target(stack.deps["qdrant"])
+def test_qdrant_snapshot_round_trip_keeps_payloads_and_vectors(gate, gate_stack, tmp_path_factory, payloads):
+    q = gate.qdrant_target(gate_stack.deps["qdrant"])
     name = f"prop_{uuid.uuid4().hex[:10]}"
     q.result("PUT", f"/collections/{name}", json={"vectors": {"size": 8, "distance": "Dot"}})
     try:
@@ -120,13 +120,13 @@ def test_qdrant_snapshot_round_trip_keeps_payloads_and_vectors(gate, stack, tmp_
 
 
 @pytest.fixture(scope="module")
-def sample_backup(pg, gate, stack, tmp_path_factory):
+def sample_backup(pg, gate, gate_stack, tmp_path_factory):
     """One real backup (Postgres and Qdrant) to corrupt in many ways."""
     source = pg.with_db(f"gp_corrupt_{uuid.uuid4().hex[:6]}")
     pg_backup.create_database(pg, source.db, template=TEMPLATE)
     _insert(source, [{"body": f"row {i} ünï", "doc": {"i": i}, "big": i, "ratio": i / 3, "amount": None}
                      for i in range(50)])
-    q = gate.qdrant_target(stack.deps["qdrant"])
+    q = gate.qdrant_target(gate_stack.deps["qdrant"])
     folder = tmp_path_factory.mktemp("corrupt") / "backup"
     take_backup(folder, source, q)
     yield folder, source
@@ -163,20 +163,19 @@ def test_corruption_is_caught_by_verify_and_refused_by_restore(sample_backup, tm
         restore_backup(copy, None, None)
 
 
-def test_backup_while_the_service_writes_is_consistent(gate, stack, base_url, gate_config, api_key, tmp_path):
+@pytest.mark.gate_requires("data.documents")
+def test_backup_while_the_service_writes_is_consistent(gate, gate_stack, gate_url, gate_config, gate_api_key, tmp_path):
     """Documents written during the backup: the dump is one consistent snapshot - every restored row is
     exactly what the service stored, and the restored sequence is past every restored id."""
     data = gate_config.data
-    if not data["documents"]:
-        pytest.skip("the data API is switched off (data.documents = false)")
     stop = threading.Event()
     written: dict[int, dict] = {}
 
     def writer() -> None:
         i = 0
         while not stop.is_set() and i < 2000:
-            resp = requests.post(base_url + data["create_path"], json={"title": f"concurrent {i}", "content": f"written {i} ✓"},
-                                 headers={data["key_header"]: api_key}, timeout=30)
+            resp = requests.post(gate_url + data["create_path"], json={"title": f"concurrent {i}", "content": f"written {i} ✓"},
+                                 headers={data["key_header"]: gate_api_key}, timeout=30)
             if resp.status_code in (200, 201):
                 written[resp.json()["id"]] = resp.json()
             i += 1
@@ -184,7 +183,7 @@ def test_backup_while_the_service_writes_is_consistent(gate, stack, base_url, ga
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        pg = gate.pg_target(stack.deps["postgres"])
+        pg = gate.pg_target(gate_stack.deps["postgres"])
         folder = tmp_path / "backup"
         take_backup(folder, pg, None)
     finally:

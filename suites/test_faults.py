@@ -17,22 +17,22 @@ from aidb_gate.diagnose import container_state
 pytestmark = [pytest.mark.p2, pytest.mark.faults]
 
 
-def test_readiness_follows_a_dependency_fault(engine, stack, target_boot, base_url, gate_config, dependency_name,
+def test_readiness_follows_a_dependency_fault(gate_engine, gate_stack, gate_boot, gate_url, gate_config, dependency_name,
                                               fault_action):
-    dep = stack.deps[dependency_name]
+    dep = gate_stack.deps[dependency_name]
     budget = gate_config.fault_budget_s
     paths = (gate_config.health["ready"], gate_config.health["live"])
     wrapped = dep.container.get_wrapped_container()
-    before = container_state(api.inspect(engine, target_boot.container_id))
+    before = container_state(api.inspect(gate_engine, gate_boot.container_id))
     try:
         faults.inject(wrapped, fault_action)
-        outage = faults.watch(base_url, *paths, faults.outage_seen(dependency_name, dep.config.critical), budget)
+        outage = faults.watch(gate_url, *paths, faults.outage_seen(dependency_name, dep.config.critical), budget)
     finally:
         faults.recover(wrapped, fault_action)
     back_up = dep.wait_ready(deadline_s=120)
     assert back_up.ok, f"{dependency_name} did not come back after {fault_action}: {back_up.last_error}"
-    recovery = faults.watch(base_url, *paths, faults.recovery_seen(dependency_name), budget)
-    after = container_state(api.inspect(engine, target_boot.container_id))
+    recovery = faults.watch(gate_url, *paths, faults.recovery_seen(dependency_name), budget)
+    after = container_state(api.inspect(gate_engine, gate_boot.container_id))
 
     problems = faults.judge_outage(outage, dependency_name, dep.config.critical, fault_action, budget)
     problems += faults.judge_recovery(recovery, dependency_name, fault_action, budget)

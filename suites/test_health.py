@@ -14,47 +14,47 @@ def _judge(*problem_lists: list[str], reply: health.Reply) -> None:
     assert not problems, "; ".join(problems) + f"\n\n{reply.describe()}"
 
 
-def _get(base_url: str, path: str) -> health.Reply:
-    return health.call(base_url, path)
+def _get(gate_url: str, path: str) -> health.Reply:
+    return health.call(gate_url, path)
 
 
-def test_liveness(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["live"])
+def test_liveness(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["live"])
     _judge(health.check_status(reply, 200), health.check_probe_body(reply, "liveness", {"healthy"}),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_readiness(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["ready"])
+def test_readiness(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["ready"])
     expected = {d.name: d.critical for d in gate_config.enabled_dependencies}
     _judge(health.check_status(reply, 200), health.check_probe_body(reply, "readiness", {"healthy", "degraded"}),
            health.check_readiness_dependencies(reply, expected),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_readiness_reports_dependency_healthy(base_url, gate_config, dependency_name):
-    reply = _get(base_url, gate_config.health["ready"])
+def test_readiness_reports_dependency_healthy(gate_url, gate_config, dependency_name):
+    reply = _get(gate_url, gate_config.health["ready"])
     _judge(health.check_dependency_status(reply, dependency_name, "healthy"), reply=reply)
 
 
-def test_startup_probe(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["startup"])
+def test_startup_probe(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["startup"])
     _judge(health.check_status(reply, 200), health.check_probe_body(reply, "startup", {"healthy"}),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_detailed_health(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["detailed"])
+def test_detailed_health(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["detailed"])
     _judge(health.check_status(reply, 200), health.check_detailed(reply),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_legacy_health(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["legacy"])
+def test_legacy_health(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["legacy"])
     _judge(health.check_status(reply, 200), health.check_legacy(reply, healthy=True),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_metrics(base_url, gate_config):
-    reply = _get(base_url, gate_config.health["metrics"])
+def test_metrics(gate_url, gate_config):
+    reply = _get(gate_url, gate_config.health["metrics"])
     _judge(health.check_status(reply, 200), health.check_metrics(reply), reply=reply)

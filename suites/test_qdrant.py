@@ -252,10 +252,11 @@ def judge(*problem_lists: list[str]) -> None:
 # -- fixtures ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def qdrant_dep(stack):
-    if "qdrant" not in stack.deps:
-        pytest.skip("Qdrant is disabled in this configuration (dependencies.qdrant.enabled = false)")
-    return stack.deps["qdrant"]
+def qdrant_dep(gate_stack):
+    if "qdrant" not in gate_stack.deps:
+        pytest.fail("Qdrant is disabled in this configuration, so this test should have been deselected "
+                    "(dependencies.qdrant.enabled = false)", pytrace=False)
+    return gate_stack.deps["qdrant"]
 
 
 @pytest.fixture(scope="module")
@@ -302,16 +303,16 @@ def collections():
 
 
 @pytest.fixture(scope="module")
-def snapshot_target(fresh_dependency) -> qa.Endpoint:
+def snapshot_target(gate_fresh_dependency) -> qa.Endpoint:
     """A second Qdrant of the same image, new and empty, on the run's network (removed with the run)."""
-    dep = fresh_dependency("qdrant", role="qdrant-snapshot-target")
+    dep = gate_fresh_dependency("qdrant", role="qdrant-snapshot-target")
     ep = qa.Endpoint(qdrant.url(dep), dep.secrets["api_key"])
     names = ViaRest(ep).list_collection_names()
     assert names == [], f"the new Qdrant container is not empty: {names}"
     return ep
 
 
-def locate_snapshot(engine, dep, collection: str, snapshot: str) -> str:
+def locate_snapshot(gate_engine, dep, collection: str, snapshot: str) -> str:
     """The snapshot's absolute path inside the server's container.
 
     Both servers keep `<snapshots dir>/<collection>/<name>`; the directory is the container's
@@ -319,12 +320,12 @@ def locate_snapshot(engine, dep, collection: str, snapshot: str) -> str:
     default `./snapshots` under its WORKDIR /qdrant. The file is confirmed with `test -f`; if it
     is not there, `find` looks for it by name, so a server with another layout still works.
     """
-    config = api.inspect(engine, dep.container_id).get("Config") or {}
+    config = api.inspect(gate_engine, dep.container_id).get("Config") or {}
     path = qa.snapshot_file(qa.snapshots_dir(config.get("Env"), config.get("WorkingDir")), collection, snapshot)
-    code, _, _ = api.exec_in(engine, dep.container_id, ["test", "-f", path])
+    code, _, _ = api.exec_in(gate_engine, dep.container_id, ["test", "-f", path])
     if code == 0:
         return path
-    code, out, err = api.exec_in(engine, dep.container_id, [
+    code, out, err = api.exec_in(gate_engine, dep.container_id, [
         "find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
         "-type", "f", "-name", snapshot, "-print"])
     hits = [line for line in out.splitlines() if posixpath.basename(posixpath.dirname(line)) == collection]
@@ -532,7 +533,7 @@ def test_snapshot_round_trip_into_a_new_qdrant(via, transport, server, snapshot_
         f"the restored collection reports {info['points_count']} points, expected {len(points)}"
 
 
-def test_recover_from_a_file_location_on_the_server(via, server, qdrant_dep, engine, collections):
+def test_recover_from_a_file_location_on_the_server(via, server, qdrant_dep, gate_engine, collections):
     """`PUT .../snapshots/recover` with a `file://` location of a snapshot on the server's own disk
     (`<snapshots dir>/<collection>/<name>`, found the same way on the real image and the recipe)
     with `priority=snapshot`: into a new collection it brings back every point, and into the
@@ -547,7 +548,7 @@ def test_recover_from_a_file_location_on_the_server(via, server, qdrant_dep, eng
     listed = {s["name"]: s for s in via.list_snapshots(name)}
     assert created["name"] in listed, f"{created['name']} is not listed: {sorted(listed)}"
     checksum = listed[created["name"]].get("checksum")
-    location = qa.file_location(locate_snapshot(engine, qdrant_dep, name, created["name"]))
+    location = qa.file_location(locate_snapshot(gate_engine, qdrant_dep, name, created["name"]))
 
     via.delete_points(name, [1, 2, 3, 4, 5])
     via.upsert(name, [{"id": 6, "vector": points[5]["vector"], "payload": {"changed": True}}])

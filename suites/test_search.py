@@ -11,16 +11,15 @@ import requests
 pytestmark = [pytest.mark.p1, pytest.mark.qdrant]
 
 
-def test_a_written_document_is_found_by_vector_search(base_url, api_key, gate_config):
+@pytest.mark.gate_requires("data.documents", "data.search")
+def test_a_written_document_is_found_by_vector_search(gate_url, gate_api_key, gate_config):
     data = gate_config.data
-    if not (data["documents"] and data["search"]):
-        pytest.skip("the data API's documents or search part is switched off in the configuration")
     marker = uuid.uuid4().hex
     body = {"title": f"search probe {marker}", "content": f"vector search probe {marker} about restoring backups"}
-    created = requests.post(base_url + data["create_path"], json=body, headers={data["key_header"]: api_key}, timeout=30)
+    created = requests.post(gate_url + data["create_path"], json=body, headers={data["key_header"]: gate_api_key}, timeout=30)
     assert created.status_code in (200, 201), f"POST {data['create_path']} answered {created.status_code}: {created.text[:300]}"
     doc_id = created.json()["id"]
-    found = requests.post(base_url + data["search_path"], json={"query": body["content"], "limit": 5}, timeout=30)
+    found = requests.post(gate_url + data["search_path"], json={"query": body["content"], "limit": 5}, timeout=30)
     assert found.status_code == 200, f"POST {data['search_path']} answered {found.status_code}: {found.text[:300]}"
     results = found.json().get("results", [])
     assert results and results[0].get("id") == doc_id, (

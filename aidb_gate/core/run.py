@@ -1,7 +1,8 @@
 """run: the identity of one gate run, the labels it stamps on everything, and its secrets.
 
 Guarantees: every container, network and volume the gate makes carries `aidb-gate.run=<id>`
-and an owner label that lets a later run tell whether this run is still alive. Secrets are
+and an owner label that lets a later run tell whether this run is still alive; a run made with
+--gate-keep also carries `aidb-gate.kept=true`, which the janitor never reaps. Secrets are
 random per run and registered with the redactor the moment they are made.
 """
 
@@ -19,6 +20,9 @@ from aidb_gate.report import Redactor
 RUN_LABEL = "aidb-gate.run"
 OWNER_LABEL = "aidb-gate.owner"
 ROLE_LABEL = "aidb-gate.role"
+#: Set at creation on everything of a --gate-keep run (labels cannot change later): the stack
+#: outlives its owner on purpose, so only `aidb-gate clean --run ID` or `--kept` removes it.
+KEPT_LABEL = "aidb-gate.kept"
 
 
 def process_start_time(pid: int) -> str | None:
@@ -57,9 +61,14 @@ class Run:
                     or time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
     owner: str = field(default_factory=owner_token)
     redactor: Redactor = field(default_factory=Redactor)
+    #: The user asked to keep the stack (--gate-keep): everything is labelled as kept.
+    kept: bool = False
 
     def labels(self, role: str) -> dict[str, str]:
-        return {RUN_LABEL: self.id, OWNER_LABEL: self.owner, ROLE_LABEL: role}
+        labels = {RUN_LABEL: self.id, OWNER_LABEL: self.owner, ROLE_LABEL: role}
+        if self.kept:
+            labels[KEPT_LABEL] = "true"
+        return labels
 
     def name(self, role: str) -> str:
         """A container or network name unique to this run, readable in `podman ps`."""

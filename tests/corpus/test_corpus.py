@@ -2,10 +2,11 @@
 
 Each entry of fixtures/broken/ (and the reference itself) is assembled into a build context under
 tmp_path and gated by a real child pytest: a throw-away project whose [tool.aidb-gate] points at
-that context, holding a fresh copy of the gate's own suites, run with `-p plugins.gate` and the
-entry's markers. The child's reports/summary.json is then judged by `aidb_gate.corpus.judge`:
-the first failing stage must be the expected one, and every verdict regex of the entry must match
-a verdict of that stage. Entries are independent and run in parallel (`pytest tests/corpus -n 2`).
+that context and nothing else, run with the entry's markers: the installed plugin collects the
+installed suites itself, exactly as in a service repository. The child's reports/summary.json is
+then judged by `aidb_gate.corpus.judge`: the first failing stage must be the expected one, and
+every verdict regex of the entry must match a verdict of that stage. Entries are independent and
+run in parallel (`pytest tests/corpus -n 2`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 
 from aidb_gate import corpus
 
-SUITES = corpus.ROOT / "suites"
 CHILD_TIMEOUT_S = 600
 
 needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="needs Podman (make test installs it)")
@@ -44,11 +44,9 @@ def _leftovers(run_id: str) -> list[str]:
 
 
 def _child_project(pytester: pytest.Pytester, case: corpus.Case, context: Path) -> None:
-    """A project that gates `context` with the real suites and the case's configuration."""
+    """A project that gates `context` with the installed suites and the case's configuration."""
     gate = corpus.gate_table(case, context, "reports")
-    (pytester.path / "pyproject.toml").write_text(corpus.child_pyproject(gate, corpus.project_ini_options()))
-    for suite in sorted(SUITES.glob("*.py")):
-        shutil.copy(suite, pytester.path / suite.name)
+    (pytester.path / "pyproject.toml").write_text(corpus.child_pyproject(gate))
 
 
 @pytest.mark.corpus
@@ -66,7 +64,7 @@ def test_the_gate_gives_the_expected_verdict(pytester: pytest.Pytester, monkeypa
         monkeypatch.delenv(key)
     run_id = f"corpus-{case.name}-{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("AIDB_GATE_RUN_ID", run_id)
-    result = pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", "-m", case.markers,
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", case.markers,
                                            timeout=CHILD_TIMEOUT_S)
     output = (result.stdout.str() + "\n" + result.stderr.str())[-6000:]
 

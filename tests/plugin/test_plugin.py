@@ -1,6 +1,6 @@
 """The plugin, run for real in a child pytest: clear errors, and nothing left running.
 
-These start the child with `-p plugins.gate` in a throw-away project whose configuration points
+These start the child with `-p aidb_gate.plugins.gate` in a throw-away project whose configuration points
 at the bundled reference AIDB, so they exercise the same code path as `pytest -m p1`.
 """
 
@@ -20,7 +20,7 @@ from children import REFERENCE, ROOT, engine_env, leftovers
 
 
 def project(pytester: pytest.Pytester, config: str, test_body: str) -> None:
-    pytester.makepyprojecttoml(f"[tool.aidb-gate]\nreports_dir = \"reports\"\n{config}\n")
+    pytester.makepyprojecttoml(f"[tool.aidb-gate]\nreports_dir = \"reports\"\nsuites = false\n{config}\n")
     pytester.makepyfile(test_gate=f"import pytest\n\npytestmark = pytest.mark.p1\n\n{test_body}\n")
 
 
@@ -30,7 +30,7 @@ def run_child(pytester: pytest.Pytester, *args: str, run_id: str | None = None) 
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env_run.items():
             mp.setenv(k, v)
-        return pytester.runpytest_subprocess("-p", "plugins.gate", "-p", "no:cacheprovider", *args, timeout=600)
+        return pytester.runpytest_subprocess("-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", *args, timeout=600)
 
 
 def test_a_bad_configuration_value_is_one_clear_error(pytester):
@@ -47,7 +47,7 @@ def test_a_missing_containerfile_is_one_clear_error(pytester, tmp_path, args):
     """Both ways a run starts: after collection, and (with `-m p1`) before it, beside it."""
     empty = tmp_path / "service"
     empty.mkdir()
-    project(pytester, f'target = "{empty}"', "def test_x(target_build):\n    pass")
+    project(pytester, f'target = "{empty}"', "def test_x(gate_build):\n    pass")
     result = run_child(pytester, *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -90,7 +90,7 @@ def start_holding_child(pytester, tmp_path, name: str) -> tuple[subprocess.Popen
     (folder / "test_hold.py").write_text("import pytest\n\npytestmark = pytest.mark.p1\n"
                                          + HOLDING_TEST.format(ready=str(ready), release=str(release)))
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id}
-    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider"],
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return child, ready, release, run_id
 
@@ -148,7 +148,7 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
         f'[tool.aidb-gate.backup]\npostgres_command = "{scripts}/backup-postgresql.sh backup"\n'
         f'qdrant_command = "{scripts}/backup-qdrant.sh backup"\n')
     result = pytester.runpytest_subprocess(
-        "-p", "plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
+        "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
         "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
         str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
     result.assert_outcomes(passed=11)
@@ -183,15 +183,16 @@ def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point, ar
     shutil.copytree(REFERENCE, context)
     # A unique file makes the build's COPY layer new, so "building" really interrupts a build.
     (context / "build_stamp.py").write_text(f"STAMP = {uuid.uuid4().hex!r}\n")
-    (folder / "pyproject.toml").write_text(f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{context}"\nca_bundle = "auto"\n')
+    (folder / "pyproject.toml").write_text(f'[tool.aidb-gate]\nreports_dir = "reports"\nsuites = false\n'
+                                           f'target = "{context}"\nca_bundle = "auto"\n')
     # The restore test makes the run start its restore targets in the background once the stack is
     # up, so the interrupt also lands while those spares start.
     (folder / "test_run.py").write_text("import pytest\n\npytestmark = pytest.mark.p1\n\n"
-                                        "def test_health(base_url):\n    assert base_url\n\n"
-                                        "@pytest.mark.restore\ndef test_restore(restore_run):\n    assert restore_run\n")
+                                        "def test_health(gate_url):\n    assert gate_url\n\n"
+                                        "@pytest.mark.restore\ndef test_restore(gate_restore):\n    assert gate_restore\n")
     before = _external_containers()
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}  # progress lines as they happen
-    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "plugins.gate", "-p", "no:cacheprovider", "-s", *args],
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", *args],
                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     assert child.stdout is not None

@@ -31,6 +31,18 @@ def test_the_tag_follows_files_containerfile_and_args(tmp_path):
     assert target_tag(ctx, ctx / "Containerfile", {"BASE_IMAGE": "b:1"}) != base
 
 
+def test_the_gates_own_reports_inside_the_context_do_not_change_the_tag(tmp_path):
+    """A service repository gates itself (`target = "."`): its reports/ change every run."""
+    ctx = _context(tmp_path)
+    reports = ctx / "reports"
+    before = target_tag(ctx, ctx / "Containerfile", {}, skip=(reports,))
+    (reports / "logs").mkdir(parents=True)
+    (reports / "logs" / "target.log").write_text("a run's log\n")
+    assert target_tag(ctx, ctx / "Containerfile", {}, skip=(reports,)) == before
+    (ctx / "app.py").write_text("print('changed')\n")
+    assert target_tag(ctx, ctx / "Containerfile", {}, skip=(reports,)) != before
+
+
 def test_old_target_tags_are_the_ones_beyond_the_newest_of_each_target():
     from aidb_gate.images import created_seconds, stale_target_tags
 

@@ -20,7 +20,8 @@ def test_defaults_describe_the_reference_aidb(tmp_path):
     assert cfg.port == 8091
     assert cfg.dependencies["postgres"].db == "mcp" and cfg.dependencies["postgres"].user == "mcp"
     assert cfg.dependencies["postgres"].critical and not cfg.dependencies["redis"].critical
-    assert cfg.target == (tmp_path / "fixtures/aidb").resolve()
+    # The service being gated is the project the gate runs in, unless `target` says otherwise.
+    assert cfg.target == tmp_path.resolve()
 
 
 def test_file_then_options_then_environment(tmp_path):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from plugins.gate import early_steps
+from aidb_gate.plugins.gate import early_steps
 
 
 @pytest.mark.parametrize(("markexpr", "steps"), [

@@ -1,0 +1,122 @@
+"""The gate as a stranger gets it: a wheel, a fresh venv, and a service repository outside this one.
+
+The wheel is built from this checkout and installed with its dependencies into a new virtual
+environment (no editable install, nothing from the dev venv). A temporary "user repo" holds a
+service with its own Containerfile - a copy of the reference AIDB, since the contract's health
+endpoints are what the gate judges - and nothing of the gate. In it, `aidb-gate init` writes the
+configuration and CI jobs, and `pytest -m p1` must pass with the installed plugin collecting the
+installed suites; a broken variant (a package the code imports is missing from requirements.txt)
+must fail at the imports stage. Nothing labelled with either run may be left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import venv
+from pathlib import Path
+
+import pytest
+from children import REFERENCE, ROOT, leftovers
+
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs Podman (make test installs it)")
+
+INSTALL_TIMEOUT_S = 900
+GATE_TIMEOUT_S = 900
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc
+
+
+def _clean_env(run_id: str) -> dict[str, str]:
+    """The caller's environment without anything that points at this checkout or its dev venv."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIDB_GATE_", "PYTEST_", "PYTHON", "VIRTUAL_ENV"))}
+    env["AIDB_GATE_RUN_ID"] = run_id
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bin/ of a fresh venv holding the wheel built from this checkout (and PyPI's dependencies)."""
+    where = tmp_path_factory.mktemp("wheel")
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where / "dist"), str(ROOT)],
+                 cwd=where, timeout=INSTALL_TIMEOUT_S)
+    assert built.returncode == 0, f"the wheel did not build:\n{built.stdout}\n{built.stderr}"
+    wheels = list((where / "dist").glob("aidb_gate-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv.EnvBuilder(with_pip=True).create(where / "venv")
+    bin_dir = where / "venv" / "bin"
+    done = _run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheels[0])], cwd=where,
+                timeout=INSTALL_TIMEOUT_S)
+    assert done.returncode == 0, f"the wheel did not install:\n{done.stdout}\n{done.stderr}"
+    return bin_dir
+
+
+def _user_repo(base: Path, name: str) -> Path:
+    """A service repository of its own: the service's code, a Containerfile, a pyproject; no gate."""
+    repo = base / name
+    shutil.copytree(REFERENCE, repo, ignore=shutil.ignore_patterns("__pycache__", "README.md"))
+    (repo / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "1.0.0"\n')
+    return repo
+
+
+def test_the_wheel_carries_the_plugin_suites_recipes_and_reference(installed: Path, tmp_path: Path) -> None:
+    code = ("import aidb_gate, aidb_gate.plugins.gate as g, aidb_gate.fixtures as f, aidb_gate.selection as s\n"
+            "assert 'site-packages' in aidb_gate.__file__, aidb_gate.__file__\n"
+            "assert (f.IMAGES / 'postgres' / 'Containerfile').is_file() and (f.REFERENCE / 'Containerfile').is_file()\n"
+            "assert f.CONTAINERS_CONF.is_file() and (f.IMAGES / 'base' / 'build-base.sh').is_file()\n"
+            "assert (s.bundled_suites() / 'test_health.py').is_file()\n"
+            "print(aidb_gate.__file__)")
+    proc = _run([str(installed / "python"), "-c", code], cwd=tmp_path, timeout=60, env=_clean_env("wheel-check"))
+    assert proc.returncode == 0, proc.stderr
+    assert str(ROOT) not in proc.stdout, "the installed package must not point back into the checkout"
+
+
+def test_init_then_gate_a_service_repo_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    repo = _user_repo(tmp_path, "their-service")
+    init = _run([str(installed / "aidb-gate"), "init"], cwd=repo, timeout=60, env=_clean_env("init"))
+    assert init.returncode == 0, init.stderr
+    assert (repo / ".github/workflows/aidb-gate.yml").is_file() and (repo / ".gitlab/aidb-gate.gitlab-ci.yml").is_file()
+    assert "[tool.aidb-gate]" in (repo / "pyproject.toml").read_text()
+
+    run_id = f"wheel-{uuid.uuid4().hex[:6]}"
+    try:
+        gate = _run([str(installed / "pytest"), "-m", "p1", "-p", "no:cacheprovider"], cwd=repo, timeout=GATE_TIMEOUT_S,
+                    env=_clean_env(run_id))
+        out = gate.stdout[-5000:] + gate.stderr[-2000:]
+        assert gate.returncode == 0, f"the gate did not pass in the user repo:\n{out}"
+        assert " passed" in gate.stdout and " skipped" not in gate.stdout.splitlines()[-1], out
+        summary = json.loads((repo / "reports" / "summary.json").read_text())
+        assert summary["exit_status"] == 0 and summary["first_failure"] is None
+        stages = {row["stage"] for row in summary["stages"]}
+        assert {"build", "imports", "boot", "health", "backup", "restore"} <= stages, stages
+        assert (repo / "reports" / "gate.html").is_file() and (repo / "reports" / "junit.xml").is_file()
+    finally:
+        assert leftovers(run_id) == [], f"run {run_id} left resources behind"
+
+
+def test_a_broken_service_repo_fails_at_the_stage_that_broke(installed: Path, tmp_path: Path) -> None:
+    repo = _user_repo(tmp_path, "their-broken-service")
+    reqs = repo / "requirements.txt"
+    reqs.write_text("".join(line for line in reqs.read_text().splitlines(keepends=True)
+                            if not line.startswith("prometheus_client")))
+    assert _run([str(installed / "aidb-gate"), "init"], cwd=repo, timeout=60, env=_clean_env("init")).returncode == 0
+    run_id = f"wheel-bad-{uuid.uuid4().hex[:6]}"
+    try:
+        gate = _run([str(installed / "pytest"), "-m", "p1", "-p", "no:cacheprovider"], cwd=repo, timeout=GATE_TIMEOUT_S,
+                    env=_clean_env(run_id))
+        out = gate.stdout[-5000:] + gate.stderr[-2000:]
+        assert gate.returncode == 1, f"the broken service was not failed:\n{out}"
+        summary = json.loads((repo / "reports" / "summary.json").read_text())
+        assert summary["first_failure"] == "imports", out
+        assert any("prometheus_client" in v for v in summary["verdicts"].values()), summary["verdicts"]
+    finally:
+        assert leftovers(run_id) == [], f"run {run_id} left resources behind"
