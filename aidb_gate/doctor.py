@@ -13,7 +13,6 @@ the pure function `fix_for`. doctor reports; it never raises.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import pwd
@@ -64,9 +63,9 @@ FIX_STORAGE = ("the storage driver cannot work here: set `driver = \"overlay\"` 
                "overlay on older kernels also needs fuse-overlayfs.")
 FIX_STORAGE_MISMATCH = ("the storage was created with another driver than the one configured now: configure the "
                         "old driver again, or `podman system reset` (it deletes all containers and images).")
-FIX_DOCKER_SUBNET = ("Docker gives a container a fixed address only on a network created with an explicit subnet, "
-                     "and the gate's run network (aidb_gate/core/network.py) asks for none yet: run the gate on "
-                     "Podman until it does.")
+FIX_DOCKER_SUBNET = ("Docker gives a container a fixed address only on a network created with an explicit subnet; "
+                     "the gate names one (aidb_gate/core/network.py), so an engine that still refuses is older or "
+                     "configured otherwise: upgrade it, or run the gate on Podman.")
 FIX_TABLES = ("containers on one network cannot reach each other: the host firewall drops their traffic; allow "
               "forwarding on Podman's bridges (e.g. `sudo iptables -P FORWARD ACCEPT`) or ask your admin.")
 
@@ -283,7 +282,7 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
     from docker import version as docker_version
     from docker.types import EndpointConfig
 
-    from aidb_gate.core.network import FIRST_HOST, mac_for
+    from aidb_gate.core.network import FIRST_HOST, create_bridge, mac_for
 
     client = engine.docker_client(timeout=int(deadline_s) + 15)
     start = time.monotonic()
@@ -298,9 +297,7 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
                         f"`make gate` builds {BASE_IMAGE}, then run `aidb-gate doctor` again")
             return
         try:
-            net = client.networks.create(run.name("net"), driver="bridge", labels=run.labels("network"))
-            net.reload()
-            subnet = ipaddress.ip_network(net.attrs["IPAM"]["Config"][0]["Subnet"])
+            net, subnet = create_bridge(client, run.name("net"), run.labels("network"))
         except Exception as err:
             report.engine_error("creating a network failed", err)
             return

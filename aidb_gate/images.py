@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -143,6 +144,13 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
             f"The base image {base_ref} is missing and only Podman can build it here (debootstrap + "
             "`podman import`). Install Podman, or configure images you can pull."
         )
+    if not (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists()):
+        raise ImageError(
+            f"The base image {base_ref} must be built here (a dependency's official image could not be pulled, so its "
+            "local recipe is used), and that needs debootstrap, which is not installed. Install it (`sudo apt-get "
+            "install -y debootstrap`; in a checkout of aidb-gate `make gate` does it), or configure dependency images "
+            "you can pull (`dependencies.<name>.image`)."
+        )
     if progress:
         progress(f"building base image {tag} with debootstrap (about a minute, once)")
     start = time.monotonic()
@@ -156,7 +164,7 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
         tail = log_path.read_text(errors="replace")[-1500:]
         raise ImageError(
             f"Building the base image {tag} failed (exit {proc.returncode}). Last lines of {log_path}:\n{tail}\n"
-            "debootstrap needs root and a reachable Debian mirror; `make gate` installs it."
+            "debootstrap needs root and a reachable Debian mirror."
         )
     _alias(engine, tag, base_ref)
     return ImageInfo("base", tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)

@@ -23,8 +23,19 @@ esac
 
 works() { command -v "$1" >/dev/null 2>&1 && timeout 30 "$1" info >/dev/null 2>&1; }
 
+has_firewall_tool() { command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || [ -x /sbin/iptables ]; }
+
 if [ "$mode" = engine ]; then
-  if works podman; then say "engine: $(podman --version) (already works; nothing installed)"; exit 0; fi
+  # A Podman installed earlier without its "Suggests" answers `podman info` yet cannot start a
+  # container on a network: netavark 1.4 needs the iptables command. Only that piece is added.
+  if works podman && ! has_firewall_tool && command -v apt-get >/dev/null 2>&1 \
+      && { [ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ]; }; then
+    packages=(iptables)
+    what="iptables (netavark, Podman's network backend here, calls it)"
+  elif works podman; then say "engine: $(podman --version) (already works; nothing installed)"; exit 0
+  fi
+fi
+if [ "$mode" = engine ] && [ -z "${packages+x}" ]; then
   if works docker; then say "engine: $(docker --version) (already works; nothing installed)"; exit 0; fi
   # runc: crun (Podman's default) refuses hybrid cgroups. netavark 1.4 sets up every network with
   # the `iptables` command, which Debian only "Suggests": without it the first container on a
@@ -32,7 +43,7 @@ if [ "$mode" = engine ]; then
   # a network), uidmap/slirp4netns/fuse-overlayfs (rootless Podman) are only "Recommends".
   packages=(podman runc iptables uidmap slirp4netns fuse-overlayfs ca-certificates)
   what="a working Podman"
-else
+elif [ "$mode" = debootstrap ]; then
   if command -v debootstrap >/dev/null 2>&1; then say "debootstrap: $(command -v debootstrap) (installed)"; exit 0; fi
   packages=(debootstrap)
   what="debootstrap (it builds the base image where no registry is reachable)"
@@ -71,7 +82,7 @@ apt_quiet() {
   fi
 }
 
-if [ "$mode" = engine ]; then
+if [ "$mode" = engine ] && [ "${packages[0]}" = podman ]; then
   # netavark and aardvark-dns are Debian 12's network stack (older releases only have the CNI
   # plugins, which podman then pulls in itself); name them only where the release has them.
   for pkg in netavark aardvark-dns; do

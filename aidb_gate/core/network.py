@@ -11,12 +11,13 @@ gate must never turn into a verdict.
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from docker import version as docker_version
-from docker.types import EndpointConfig
+from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 from testcontainers.core.network import Network
 
 from aidb_gate.core.container import client_kw
@@ -24,6 +25,12 @@ from aidb_gate.core.run import Run
 
 #: Static addresses start here, above the engine's own dynamic allocations.
 FIRST_HOST = 100
+#: Run networks take a /24 from here. The gate names the subnet itself because Docker grants
+#: fixed addresses only on networks created with an explicit subnet (moby/moby#45806); Podman
+#: accepts the same request, so both engines run one code path.
+SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
+#: Another run may take the same free subnet between our look and our create: try again.
+CREATE_TRIES = 6
 
 
 @dataclass
@@ -66,12 +73,50 @@ def mac_for(ip: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
+def used_subnets(client) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets of every network the engine has."""
+    used = []
+    for network in client.networks.list():
+        for config in ((network.attrs or {}).get("IPAM") or {}).get("Config") or []:
+            try:
+                subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            if isinstance(subnet, ipaddress.IPv4Network):
+                used.append(subnet)
+    return used
+
+
+def free_subnet(used: list[ipaddress.IPv4Network], rng: random.Random | None = None,
+                pool: ipaddress.IPv4Network = SUBNET_POOL) -> ipaddress.IPv4Network:
+    """A /24 of the pool that overlaps no used subnet, picked at random so that runs starting
+    together rarely pick the same one."""
+    free = [s for s in pool.subnets(new_prefix=24) if not any(s.overlaps(u) for u in used)]
+    if not free:
+        raise RuntimeError(f"every /24 of {pool} is in use by another network; remove old networks "
+                           "(`aidb-gate clean`) and run again")
+    return (rng or random).choice(free)
+
+
+def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
+    """A bridge network on a free subnet of its own: (docker-py network, subnet)."""
+    last: Exception | None = None
+    for _ in range(CREATE_TRIES):
+        subnet = free_subnet(used_subnets(client))
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))])
+        try:
+            return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam), subnet
+        except Exception as err:  # a concurrent run took it: Docker "overlaps", Podman "already used"
+            if not any(word in str(err).lower() for word in ("overlap", "already used", "in use")):
+                raise
+            last = err
+    raise RuntimeError(f"no free subnet for network {name} after {CREATE_TRIES} tries: {last}")
+
+
 def run_network(run: Run) -> RunNetwork:
-    """Create the run's bridge network (named and labelled after the run)."""
-    net = Network(docker_client_kw=client_kw(), docker_network_kw={"labels": run.labels("network")})
+    """Create the run's bridge network (named and labelled after the run) on a subnet of its own."""
+    net = Network(docker_client_kw=client_kw())
     net.name = run.name("net")
-    net.create()
-    docker_net = net._network  # testcontainers keeps the docker-py object here
-    docker_net.reload()
-    subnet = ipaddress.ip_network(docker_net.attrs["IPAM"]["Config"][0]["Subnet"])
+    docker_net, subnet = create_bridge(net._docker.client, net.name, run.labels("network"))
+    net._network = docker_net  # testcontainers keeps the docker-py object here, and removes it from there
     return RunNetwork(net, subnet)

@@ -60,7 +60,7 @@ def test_a_missing_containerfile_is_one_clear_error(pytester, tmp_path, args):
 def test_a_run_leaves_no_labelled_resource_behind(pytester):
     run_id = f"selftest-{uuid.uuid4().hex[:8]}"
     project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false',
-            "def test_stack(stack):\n    assert stack.deps['postgres'].host_port > 0\n")
+            "def test_stack(gate_stack):\n    assert gate_stack.deps['postgres'].host_port > 0\n")
     result = run_child(pytester, run_id=run_id)
     result.assert_outcomes(passed=1)
     assert leftovers(run_id) == []
@@ -70,7 +70,7 @@ HOLDING_TEST = """
 import time
 from pathlib import Path
 
-def test_holds_the_stack(stack):
+def test_holds_the_stack(gate_stack):
     Path({ready!r}).write_text("up")
     deadline = time.monotonic() + 300
     while not Path({release!r}).exists() and time.monotonic() < deadline:
@@ -126,7 +126,7 @@ def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_tho
         killed.wait()
         assert leftovers(killed_id), "SIGKILL skips clean-up, so the dead run's stack is still there"
         project(pytester, f'target = "{REFERENCE}"\n[tool.aidb-gate.dependencies.qdrant]\nenabled = false',
-                "def test_engine(engine):\n    assert engine.kind")
+                "def test_engine(gate_engine):\n    assert gate_engine.kind")
         run_child(pytester).assert_outcomes(passed=1)
         assert leftovers(killed_id) == [], "the next run must remove what the killed run left"
         assert leftovers(alive_id), "the next run removed a live run's resources"

@@ -98,7 +98,8 @@ def test_a_failing_runs_report_opens_with_the_verdict_and_says_each_cause_once(p
     result.assert_outcomes(failed=1, errors=3)
     out = result.stdout.str()
     assert "GATE: FAIL at build: the image did not build: `podman build` exited 1" in out
-    gate_section = out[out.index(" aidb-gate ="):]
+    # pytest's own short summary (one line per failed test) follows the gate's section; it is not ours.
+    gate_section = out[out.index(" aidb-gate ="):].split("short test summary info", 1)[0]
     blocking = "The image did not build (exit 1), so this stage cannot run"
     assert gate_section.count(blocking) == 1
     assert "[build] 3 test(s) could not run because the build stage failed" in gate_section

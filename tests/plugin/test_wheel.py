@@ -80,6 +80,19 @@ def test_the_wheel_carries_the_plugin_suites_recipes_and_reference(installed: Pa
     assert str(ROOT) not in proc.stdout, "the installed package must not point back into the checkout"
 
 
+def _gate(installed: Path, repo: Path, run_id: str) -> tuple[int, str, dict]:
+    """`pytest -m p1` in the user repo: (exit code, output tail, summary.json); nothing may be left."""
+    try:
+        gate = _run([str(installed / "pytest"), "-m", "p1", "-p", "no:cacheprovider"], cwd=repo, timeout=GATE_TIMEOUT_S,
+                    env=_clean_env(run_id))
+    finally:
+        assert leftovers(run_id) == [], f"run {run_id} left resources behind"
+    out = gate.stdout[-5000:] + gate.stderr[-2000:]
+    summary_file = repo / "reports" / "summary.json"
+    assert summary_file.is_file(), f"the run wrote no summary.json:\n{out}"
+    return gate.returncode, out, json.loads(summary_file.read_text())
+
+
 def test_init_then_gate_a_service_repo_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
     repo = _user_repo(tmp_path, "their-service")
     init = _run([str(installed / "aidb-gate"), "init"], cwd=repo, timeout=60, env=_clean_env("init"))
@@ -87,20 +100,13 @@ def test_init_then_gate_a_service_repo_from_the_installed_wheel(installed: Path,
     assert (repo / ".github/workflows/aidb-gate.yml").is_file() and (repo / ".gitlab/aidb-gate.gitlab-ci.yml").is_file()
     assert "[tool.aidb-gate]" in (repo / "pyproject.toml").read_text()
 
-    run_id = f"wheel-{uuid.uuid4().hex[:6]}"
-    try:
-        gate = _run([str(installed / "pytest"), "-m", "p1", "-p", "no:cacheprovider"], cwd=repo, timeout=GATE_TIMEOUT_S,
-                    env=_clean_env(run_id))
-        out = gate.stdout[-5000:] + gate.stderr[-2000:]
-        assert gate.returncode == 0, f"the gate did not pass in the user repo:\n{out}"
-        assert " passed" in gate.stdout and " skipped" not in gate.stdout.splitlines()[-1], out
-        summary = json.loads((repo / "reports" / "summary.json").read_text())
-        assert summary["exit_status"] == 0 and summary["first_failure"] is None
-        stages = {row["stage"] for row in summary["stages"]}
-        assert {"build", "imports", "boot", "health", "backup", "restore"} <= stages, stages
-        assert (repo / "reports" / "gate.html").is_file() and (repo / "reports" / "junit.xml").is_file()
-    finally:
-        assert leftovers(run_id) == [], f"run {run_id} left resources behind"
+    code, out, summary = _gate(installed, repo, f"wheel-{uuid.uuid4().hex[:6]}")
+    assert code == 0, f"the gate did not pass in the user repo:\n{out}"
+    assert " passed" in out and " skipped" not in out.splitlines()[-1], out
+    assert summary["exit_status"] == 0 and summary["first_failure"] is None
+    stages = {row["stage"] for row in summary["stages"]}
+    assert {"build", "imports", "boot", "health", "backup", "restore"} <= stages, stages
+    assert (repo / "reports" / "gate.html").is_file() and (repo / "reports" / "junit.xml").is_file()
 
 
 def test_a_broken_service_repo_fails_at_the_stage_that_broke(installed: Path, tmp_path: Path) -> None:
@@ -109,14 +115,7 @@ def test_a_broken_service_repo_fails_at_the_stage_that_broke(installed: Path, tm
     reqs.write_text("".join(line for line in reqs.read_text().splitlines(keepends=True)
                             if not line.startswith("prometheus_client")))
     assert _run([str(installed / "aidb-gate"), "init"], cwd=repo, timeout=60, env=_clean_env("init")).returncode == 0
-    run_id = f"wheel-bad-{uuid.uuid4().hex[:6]}"
-    try:
-        gate = _run([str(installed / "pytest"), "-m", "p1", "-p", "no:cacheprovider"], cwd=repo, timeout=GATE_TIMEOUT_S,
-                    env=_clean_env(run_id))
-        out = gate.stdout[-5000:] + gate.stderr[-2000:]
-        assert gate.returncode == 1, f"the broken service was not failed:\n{out}"
-        summary = json.loads((repo / "reports" / "summary.json").read_text())
-        assert summary["first_failure"] == "imports", out
-        assert any("prometheus_client" in v for v in summary["verdicts"].values()), summary["verdicts"]
-    finally:
-        assert leftovers(run_id) == [], f"run {run_id} left resources behind"
+    code, out, summary = _gate(installed, repo, f"wheel-bad-{uuid.uuid4().hex[:6]}")
+    assert code == 1, f"the broken service was not failed:\n{out}"
+    assert summary["first_failure"] == "imports", out
+    assert any("prometheus_client" in v for v in summary["verdicts"].values()), summary["verdicts"]

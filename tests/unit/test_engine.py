@@ -49,3 +49,28 @@ def test_ping_headers_name_the_engine_and_the_api_version_clients_are_pinned_to(
     assert docker == engine.Answer("docker", "28.2.2", "1.45")
     # An engine that says nothing still connects; its clients then negotiate the version.
     assert engine.answer_from_ping({}) == engine.Answer("docker", "?", None)
+
+
+def test_a_run_network_takes_a_free_slash_24_of_its_own():
+    """Docker grants fixed addresses only on a network created with an explicit subnet."""
+    import ipaddress
+    import random
+
+    from aidb_gate.core.network import SUBNET_POOL, free_subnet
+
+    used = [ipaddress.ip_network("10.88.0.0/16"), ipaddress.ip_network("10.213.0.0/17")]
+    picks = {free_subnet(used, random.Random(seed)) for seed in range(50)}
+    assert all(p.prefixlen == 24 and p.subnet_of(SUBNET_POOL) for p in picks)
+    assert not any(p.overlaps(u) for p in picks for u in used)
+    assert len(picks) > 10, "runs starting together should rarely pick the same subnet"
+
+
+def test_no_free_subnet_is_one_clear_error():
+    import ipaddress
+
+    import pytest
+
+    from aidb_gate.core.network import free_subnet
+
+    with pytest.raises(RuntimeError, match="in use by another network"):
+        free_subnet([ipaddress.ip_network("10.213.0.0/16")])

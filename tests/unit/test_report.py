@@ -170,7 +170,7 @@ def test_summary_json_keeps_its_fields_and_adds_causes(tmp_path):
     book, verdicts = failed_build_run()
     write_summary(tmp_path / "summary.json", book, {"run": "r1"}, verdicts, 1)
     data = json.loads((tmp_path / "summary.json").read_text())
-    assert list(data) == ["exit_status", "first_failure", "stages", "verdicts", "evidence", "causes"]
+    assert list(data) == ["exit_status", "first_failure", "stages", "verdicts", "evidence", "causes", "switched_off"]
     assert data["first_failure"] == "build" and data["verdicts"] == verdicts
     assert data["causes"][1] == {"stage": "build", "verdict": BUILD_FAILED.splitlines()[0],
                                  "tests": [k for k, v in verdicts.items() if v == BUILD_FAILED], "blocked": True}
