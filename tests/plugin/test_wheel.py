@@ -119,3 +119,38 @@ def test_a_broken_service_repo_fails_at_the_stage_that_broke(installed: Path, tm
     assert code == 1, f"the broken service was not failed:\n{out}"
     assert summary["first_failure"] == "imports", out
     assert any("prometheus_client" in v for v in summary["verdicts"].values()), summary["verdicts"]
+
+
+def test_a_service_of_another_shape_is_gated_after_the_user_adapts_the_starter(installed: Path, tmp_path: Path) -> None:
+    """A service that is not the reference's shape: a Dockerfile, port 8000, its own variable names,
+    its own database user and name, and no Qdrant. `init` finds the file and the port; the user
+    then does what the README says - renames the variables, switches Qdrant and search off - and
+    the gate passes with those checks deselected and named, none skipped."""
+    repo = _user_repo(tmp_path, "notes-service")
+    (repo / "Containerfile").rename(repo / "Dockerfile")
+    dockerfile = (repo / "Dockerfile").read_text().replace("EXPOSE 8091", "EXPOSE 8000").replace('"8091"', '"8000"')
+    (repo / "Dockerfile").write_text(dockerfile)
+    settings = repo / "settings.py"
+    settings.write_text(settings.read_text().replace('"AIDB_', '"NOTES_'))
+    assert _run([str(installed / "aidb-gate"), "init"], cwd=repo, timeout=60, env=_clean_env("init")).returncode == 0
+    text = (repo / "pyproject.toml").read_text()
+    assert 'containerfile = "Dockerfile"' in text and "port = 8000" in text, text
+
+    # What the user edits by hand: the variables the service reads, and the parts it does not have.
+    starter, _, env_table = text.partition("[tool.aidb-gate.env]")
+    env_table = env_table.replace("AIDB_", "NOTES_")
+    env_table = "\n".join(line for line in env_table.splitlines() if "qdrant" not in line and "QDRANT" not in line)
+    qdrant = "[tool.aidb-gate.dependencies.qdrant]\nenabled = "
+    starter = starter.replace(qdrant + "true", qdrant + "false")
+    starter = starter.replace("search = true", "search = false")
+    starter = starter.replace("[tool.aidb-gate.dependencies.postgres]\n",
+                              '[tool.aidb-gate.dependencies.postgres]\ndb = "notes"\nuser = "notes_app"\n')
+    (repo / "pyproject.toml").write_text(starter + "[tool.aidb-gate.env]" + env_table + "\n")
+
+    code, out, summary = _gate(installed, repo, f"wheel-notes-{uuid.uuid4().hex[:6]}")
+    assert code == 0, f"the adapted service was not passed:\n{out}"
+    assert " skipped" not in out.splitlines()[-1], out
+    off = summary["switched_off"]
+    assert set(off.values()) == {"dependencies.qdrant.enabled"}, off
+    assert any("vector_search" in nodeid for nodeid in off), off
+    assert "switched off by dependencies.qdrant.enabled" in out
