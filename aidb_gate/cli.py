@@ -39,14 +39,34 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     session = GateSession(cfg, _print)
     try:
         session.preflight()
-        session.connect()
-        for role, info in session.dependency_images().items():
-            _print(f"{role}: {info.ref} ({info.source})")
+        engine = session.connect()
         if not cfg.image:
             _print(f"base: {session.base_ref()}")
+        if not args.no_network_check and not network_works(engine):
+            return 1
+        for role, info in session.dependency_images().items():
+            _print(f"{role}: {info.ref} ({info.source})")
     finally:
         session.close()
     return 0
+
+
+def network_works(engine) -> bool:
+    """doctor's network check, before any image is built on top of the base: a fresh machine has no
+    image for `aidb-gate doctor` to try until the base exists, and a recipe build that fails on the
+    network says less than this check does."""
+    import uuid
+
+    from aidb_gate.core.run import Run
+    from aidb_gate.doctor import Report, check_network
+
+    report = Report()
+    check_network(engine, Run(id=f"doctor-{uuid.uuid4().hex[:6]}"), report)
+    for line in report.lines:
+        _print(line)
+    if not report.ok:
+        _print("the engine cannot run the gate's containers on a network: fix the ERR line above, then run again")
+    return report.ok
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -164,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(fn=cmd_init)
     prep = sub.add_parser("prepare", help="provision the dependency images (local, pulled or built)")
     prep.add_argument("--target", help="build context of the service (as --gate-target)")
+    prep.add_argument("--no-network-check", action="store_true",
+                      help="skip doctor's two-container network check (run once the base image exists)")
     prep.set_defaults(fn=cmd_prepare)
     clean = sub.add_parser("clean", help="remove a run's resources, or those of dead runs")
     which = clean.add_mutually_exclusive_group()
