@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium
+.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium tox
 
 # doctor runs after the engine install and before any build (images depends on it too, so the
 # order holds under -j); its ERR lines say what to fix, and make stops there.
@@ -58,6 +58,10 @@ p1: setup
 
 p2: setup
 	$(BIN)/pytest -m p2 suites --html=reports/gate-p2.html --junitxml=reports/junit-p2.xml
+
+# The same checks from environments that install the gate from its sdist (not editable).
+tox: setup
+	$(BIN)/tox -e lint,unit,gate
 
 bench: setup
 	$(BIN)/python bench/gate_bench.py --repeat 10
