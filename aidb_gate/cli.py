@@ -19,7 +19,8 @@ from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_k
 from aidb_gate.doctor import doctor
 from aidb_gate.errors import GateError
 from aidb_gate.images import prune_target_images
-from aidb_gate.session import GateSession, kept_secrets_file
+from aidb_gate.keep import kept_secrets_file
+from aidb_gate.session import GateSession
 
 
 def _print(msg: str) -> None:

@@ -64,7 +64,7 @@ def test_a_kept_stack_is_reachable_outlives_later_runs_and_clean_run_removes_it(
             socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
 
         # The secrets are in a private file, never in the output, and they open the kept services.
-        from aidb_gate.session import kept_secrets_file
+        from aidb_gate.keep import kept_secrets_file
 
         secrets_file = kept_secrets_file(run_id)
         assert not list((pytester.path / "reports").rglob("kept-*.env")), "secrets in the reports folder"

@@ -243,7 +243,7 @@ def test_keep_reads_every_port_before_the_engine_stops_and_prints_no_secret(tmp_
                  "CONTAINERS_CONF=/conf/containers.conf podman exec aidb-gate-keeptest-target printenv AIDB_API_KEY",
                  "aidb-gate clean --run keeptest"):
         assert line in text, text
-    from aidb_gate.session import kept_secrets_file
+    from aidb_gate.keep import kept_secrets_file
 
     env = kept_secrets_file("keeptest")
     assert f"secrets (mode 0600): {env}" in text
@@ -262,7 +262,7 @@ def test_a_kept_container_without_a_port_is_named_not_fatal(tmp_path):
 
 
 def test_the_secrets_file_is_made_private_even_if_it_existed(tmp_path):
-    from aidb_gate.session import write_secrets_file
+    from aidb_gate.keep import write_secrets_file
 
     path = tmp_path / "kept-x.env"
     path.write_text("old")
