@@ -42,8 +42,11 @@ doctor: $(STAMP) engine
 # without /usr/bin/chromium it skips, and fails in CI (CI=true). Debian's package.
 chromium:
 	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; log=$$(mktemp); \
+	  echo "[aidb-gate] installing chromium with apt-get (for the report self-test)"; \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium fonts-liberation; } >"$$log" 2>&1 || { tail -n 20 "$$log"; rm -f "$$log"; exit 1; }; \
+	  rm -f "$$log"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
