@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "dependencies": {
         "postgres": {
             "enabled": True,
-            "image": "docker.io/library/postgres:15",
+            "image": "docker.io/pgvector/pgvector:0.8.1-pg18",
             "recipe": "postgres",
             "port": 5432,
             "critical": True,
