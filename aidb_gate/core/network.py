@@ -98,25 +98,51 @@ def free_subnet(used: list[ipaddress.IPv4Network], rng: random.Random | None = N
     return (rng or random).choice(free)
 
 
+def ipam_for(subnet: ipaddress.IPv4Network) -> IPAMConfig:
+    return IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))])
+
+
+def taken_meanwhile(err: Exception) -> bool:
+    """A concurrent run took the subnet between our look and our create: Docker says "overlaps",
+    Podman "already used"."""
+    return any(word in str(err).lower() for word in ("overlap", "already used", "in use"))
+
+
 def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
-    """A bridge network on a free subnet of its own: (docker-py network, subnet)."""
+    """A bridge network on a free subnet of its own, through docker-py: (network, subnet)."""
     last: Exception | None = None
     for _ in range(CREATE_TRIES):
         subnet = free_subnet(used_subnets(client))
-        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))])
         try:
-            return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam), subnet
-        except Exception as err:  # a concurrent run took it: Docker "overlaps", Podman "already used"
-            if not any(word in str(err).lower() for word in ("overlap", "already used", "in use")):
+            return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam_for(subnet)), subnet
+        except Exception as err:
+            if not taken_meanwhile(err):
                 raise
             last = err
     raise RuntimeError(f"no free subnet for network {name} after {CREATE_TRIES} tries: {last}")
 
 
 def run_network(run: Run) -> RunNetwork:
-    """Create the run's bridge network (named and labelled after the run) on a subnet of its own."""
-    net = Network(docker_client_kw=client_kw())
-    net.name = run.name("net")
-    docker_net, subnet = create_bridge(net._docker.client, net.name, run.labels("network"))
-    net._network = docker_net  # testcontainers keeps the docker-py object here, and removes it from there
-    return RunNetwork(net, subnet)
+    """Create the run's bridge network (named and labelled after the run) on a subnet of its own,
+    through testcontainers' public Network API."""
+    import docker
+
+    client = docker.from_env(**client_kw())  # as testcontainers makes its own: DOCKER_HOST, pinned version
+    last: Exception | None = None
+    try:
+        for _ in range(CREATE_TRIES):
+            subnet = free_subnet(used_subnets(client))
+            net = Network(docker_client_kw=client_kw(),
+                          docker_network_kw={"labels": run.labels("network"), "ipam": ipam_for(subnet)})
+            net.name = run.name("net")
+            try:
+                net.create()
+            except Exception as err:
+                if not taken_meanwhile(err):
+                    raise
+                last = err
+                continue
+            return RunNetwork(net, subnet)
+    finally:
+        client.close()
+    raise RuntimeError(f"no free subnet for network {run.name('net')} after {CREATE_TRIES} tries: {last}")
