@@ -5,7 +5,8 @@ the port it EXPOSEs, the client libraries it depends on) and writes
 - a `[tool.aidb-gate]` table appended to pyproject.toml, or a gate.toml where there is no
   pyproject.toml, that `pytest -m p1` accepts as it is;
 - a GitHub Actions job and a GitLab CI job, each running `pytest -m p1`, keeping the whole
-  reports folder and publishing the JUnit XML.
+  reports folder and publishing the JUnit XML;
+- `reports/` in the build's ignore file, so the gate's own output never enters the image.
 It never overwrites a file or a table that already exists (unless forced) and says what it
 wrote and what it left alone.
 """
@@ -189,6 +190,7 @@ def init(root: Path, requirement: str = "aidb-gate", force: bool = False) -> lis
         else:
             (root / "gate.toml").write_text(text)
             done.append(f"wrote  gate.toml: [tool.aidb-gate] for {found.containerfile.name}")
+    done.append(keep_reports_out_of_the_build(root, "reports"))
     for rel, template, extra in ((GITHUB_JOB, "github-actions.yml", {}),
                                  (GITLAB_JOB, "gitlab-ci.yml", {"path": GITLAB_JOB.as_posix()})):
         path = root / rel
@@ -202,6 +204,21 @@ def init(root: Path, requirement: str = "aidb-gate", force: bool = False) -> lis
         done.append(f"note   GitLab: add `include: [{{local: {GITLAB_JOB.as_posix()}}}]` to a .gitlab-ci.yml")
     done.append("next   pytest -m p1   (reports/gate.html, reports/junit.xml, reports/summary.json)")
     return done
+
+
+def keep_reports_out_of_the_build(root: Path, reports_dir: str) -> str:
+    """The gate writes its reports (and logs, while it builds) inside a repository that gates itself:
+    they must not reach the build context, or a `COPY . /app` bakes a stale report into the image.
+    Appends the folder to the ignore file the engines read (.containerignore wins over
+    .dockerignore in Podman; Docker reads .dockerignore), or starts a .dockerignore."""
+    line = f"{reports_dir.strip('/')}/"
+    path = next((root / name for name in (".containerignore", ".dockerignore") if (root / name).is_file()),
+                root / ".dockerignore")
+    text = path.read_text() if path.is_file() else ""
+    if any(entry.strip().strip("/") == reports_dir.strip("/") for entry in text.splitlines()):
+        return f"kept   {path.name}: it already leaves {line} out of the build"
+    path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + f"# aidb-gate's reports\n{line}\n")
+    return f"wrote  {path.name}: {line} stays out of the build context"
 
 
 def _without_gate_tables(text: str) -> str:

@@ -1,0 +1,54 @@
+"""`aidb-gate init` reads a service repository and writes a configuration the gate accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aidb_gate.config import load_config
+from aidb_gate.errors import BuildError
+from aidb_gate.init import init, keep_reports_out_of_the_build
+
+
+def _repo(tmp_path: Path, dockerfile: str = "FROM python:3.12-slim\nEXPOSE 8000/tcp\n") -> Path:
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    (tmp_path / "requirements.txt").write_text("fastapi==0.1\npsycopg[binary]>=3\n")
+    (tmp_path / "app.py").write_text("import os\nDB = os.environ['DATABASE_URL']\n")
+    return tmp_path
+
+
+def test_the_starter_describes_the_service_found_and_loads(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    lines = init(repo)
+    assert any(line.startswith("wrote  gate.toml") for line in lines), lines
+    cfg = load_config(repo, environ={})
+    assert cfg.port == 8000 and cfg.target == repo.resolve()
+    assert [d.name for d in cfg.enabled_dependencies] == ["postgres"], "only what the service names"
+    assert (repo / ".github/workflows/aidb-gate.yml").is_file()
+    assert "pytest -m p1" in (repo / ".gitlab/aidb-gate.gitlab-ci.yml").read_text()
+
+
+def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    init(repo)
+    (repo / "gate.toml").write_text((repo / "gate.toml").read_text() + "# mine\n")
+    again = init(repo)
+    assert all(not line.startswith("wrote") for line in again), again
+    assert (repo / "gate.toml").read_text().endswith("# mine\n")
+
+
+def test_the_reports_stay_out_of_the_build_context(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    (repo / ".dockerignore").write_text(".git")
+    init(repo)
+    assert (repo / ".dockerignore").read_text().splitlines()[-1] == "reports/"
+    assert keep_reports_out_of_the_build(repo, "reports").startswith("kept")
+    (repo / ".containerignore").write_text("")
+    keep_reports_out_of_the_build(repo, "reports")
+    assert "reports/" in (repo / ".containerignore").read_text(), "Podman reads .containerignore first"
+
+
+def test_a_repository_without_a_containerfile_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="No Containerfile or Dockerfile"):
+        init(tmp_path)
