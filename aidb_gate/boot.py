@@ -57,7 +57,6 @@ def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env:
     _ip, attach = network.attach_kwargs(role)
     container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role),
                                 extra_hosts=hosts or {}, docker_client_kw=client_kw(), **attach)
-    container.with_network(network.tc)
     publish_on_loopback(container, cfg.port)
     container.start()
     log = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()

@@ -55,10 +55,12 @@ class RunNetwork:
         return str(address)
 
     def attach_kwargs(self, alias: str) -> tuple[str, dict[str, Any]]:
-        """(address, create() kwargs) that put a container on this network at a fixed address."""
+        """(address, testcontainers constructor kwargs) that put a container on this network at a
+        fixed address: `network` and `network_aliases` are DockerContainer's own parameters, and the
+        extra `networking_config` (the address and MAC) overrides the one it derives from them."""
         ip = self.allocate()
         config = EndpointConfig(docker_version.__version__, aliases=[alias], ipv4_address=ip, mac_address=mac_for(ip))
-        return ip, {"network": self.name, "networking_config": {self.name: config}}
+        return ip, {"network": self.tc, "network_aliases": [alias], "networking_config": {self.name: config}}
 
     def remove(self) -> None:
         self.tc.remove()

@@ -74,20 +74,16 @@ class Dependency:
         return values
 
 
-def start_container(container: Any, run: Run, network: RunNetwork, dep: DependencyConfig, image: ImageInfo,
+def start_container(container: Any, run: Run, ip: str, dep: DependencyConfig, image: ImageInfo,
                     log_dir: Path, role: str, **fields: Any) -> Dependency:
-    """Wire a testcontainers container into the run (static address and alias on the run's
-    network, loopback port), start it with its own wait strategy, and follow its logs."""
-    ip, attach = network.attach_kwargs(role)
-    # Extra create() kwargs win over testcontainers' own network settings, so the address sticks.
-    container.with_network(network.tc)
-    container._kwargs.update(attach)
+    """Start a testcontainers container made with `container_kwargs` (static address and alias on
+    the run's network) with its port on loopback and its own wait strategy; follow its logs."""
     publish_on_loopback(container, dep.port)
     begin = time.monotonic()
     try:
         container.start()
     except Exception as err:
-        wrapped = getattr(container, "_container", None)
+        wrapped = container.get_wrapped_container()
         tail = ""
         if wrapped is not None:
             tail = LogFollower(wrapped, log_dir / f"{role}.log", run.redactor).snapshot()[-2000:]
@@ -100,5 +96,8 @@ def start_container(container: Any, run: Run, network: RunNetwork, dep: Dependen
     return Dependency(role, container, image, dep, follower, time.monotonic() - begin, ip=ip, **fields)
 
 
-def labelled_kwargs(run: Run, role: str) -> dict[str, Any]:
-    return {"labels": run.labels(role), "name": run.name(role), "docker_client_kw": client_kw()}
+def container_kwargs(run: Run, network: RunNetwork, role: str) -> tuple[str, dict[str, Any]]:
+    """(static address, constructor kwargs) of a dependency's testcontainers container: the run's
+    labels and name, the pinned client, and its place on the run's network."""
+    ip, attach = network.attach_kwargs(role)
+    return ip, {"labels": run.labels(role), "name": run.name(role), "docker_client_kw": client_kw(), **attach}

@@ -16,18 +16,18 @@ from testcontainers.community.postgres import PostgresContainer
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.run import Run
 from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, labelled_kwargs, start_container
+from aidb_gate.services import Dependency, container_kwargs, start_container
 
 
 def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
           role: str | None = None) -> Dependency:
     role = role or dep.name
     password = run.secret()
+    ip, kwargs = container_kwargs(run, network, role)
     container = PostgresContainer(
-        image.ref, port=dep.port, username=dep.user, password=password, dbname=dep.db, driver=None,
-        **labelled_kwargs(run, role),
+        image.ref, port=dep.port, username=dep.user, password=password, dbname=dep.db, driver=None, **kwargs,
     )
-    return start_container(container, run, network, dep, image, log_dir, role, check=is_ready,
+    return start_container(container, run, ip, dep, image, log_dir, role, check=is_ready,
                            secrets={"password": password}, extra={"db": dep.db, "user": dep.user})
 
 

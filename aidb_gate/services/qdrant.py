@@ -17,19 +17,20 @@ from testcontainers.core.wait_strategies import HttpWaitStrategy
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.run import Run
 from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, labelled_kwargs, start_container
+from aidb_gate.services import Dependency, container_kwargs, start_container
 
 
 def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
           role: str | None = None) -> Dependency:
     role = role or dep.name
     api_key = run.secret()
-    container = QdrantContainer(image.ref, rest_port=dep.port, api_key=api_key, **labelled_kwargs(run, role))
+    ip, kwargs = container_kwargs(run, network, role)
+    container = QdrantContainer(image.ref, rest_port=dep.port, api_key=api_key, **kwargs)
     # Only REST is published: the recipe has no gRPC, and the gate never uses it.
     container.ports.clear()
     container.waiting_for(HttpWaitStrategy(dep.port, "/readyz").for_status_code(200).with_startup_timeout(120))
     return start_container(
-        container, run, network, dep, image, log_dir, role, check=is_ready,
+        container, run, ip, dep, image, log_dir, role, check=is_ready,
         secrets={"api_key": api_key},
         extra={"url": f"http://{role}:{dep.port}"},
     )

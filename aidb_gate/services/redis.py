@@ -14,15 +14,16 @@ from testcontainers.community.redis import RedisContainer
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.run import Run
 from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, labelled_kwargs, start_container
+from aidb_gate.services import Dependency, container_kwargs, start_container
 
 
 def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
           role: str | None = None) -> Dependency:
     role = role or dep.name
     password = run.secret()
-    container = RedisContainer(image.ref, port=dep.port, password=password, **labelled_kwargs(run, role))
-    return start_container(container, run, network, dep, image, log_dir, role, check=is_ready, secrets={"password": password})
+    ip, kwargs = container_kwargs(run, network, role)
+    container = RedisContainer(image.ref, port=dep.port, password=password, **kwargs)
+    return start_container(container, run, ip, dep, image, log_dir, role, check=is_ready, secrets={"password": password})
 
 
 def is_ready(dependency: Dependency) -> bool:
