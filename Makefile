@@ -18,10 +18,11 @@ test: setup lint unit p1 p2
 
 setup: $(STAMP) engine images
 
-$(STAMP): pyproject.toml
+# Dependencies at the versions constraints.txt pins: the ones the last green run tested.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 # Installs nothing where `podman info` or `docker info` already works.
