@@ -6,7 +6,7 @@ overlay's files copied over it (the overlay wins; new files are allowed), then t
 edits applied in order. `case.toml`:
 
     why = "one sentence: which real failure this reproduces"
-    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate.report.STAGES)
+    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate/stages.py)
     verdict = ['regex', ...]             # each must match the headline of a verdict of that stage
     markers = "p1"                       # the child's -m expression (default "p1")
     [gate]                               # merged into the child's [tool.aidb-gate]
@@ -49,7 +49,7 @@ from typing import Any
 from aidb_gate import fixtures
 from aidb_gate.config import DEFAULTS, deep_merge, validate_shape
 from aidb_gate.errors import ConfigError
-from aidb_gate.report import MARKER_STAGE, STAGES
+from aidb_gate.stages import NAMES as STAGES
 
 REFERENCE = fixtures.REFERENCE
 BROKEN = fixtures.BROKEN
@@ -289,10 +289,9 @@ def read_summary(reports_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def stage_of_nodeid(nodeid: str) -> str | None:
-    """The stage of a gate test from its file (one suite file per stage): test_startup.py -> boot."""
-    m = re.match(r"^(?:.*/)?test_(\w+)\.py::", nodeid)
-    return MARKER_STAGE.get(m.group(1)) if m else None
+def stage_of_nodeid(nodeid: str, summary: dict[str, Any]) -> str | None:
+    """The stage of a failed gate test, from its markers as the run recorded them (`test_stages`)."""
+    return (summary.get("test_stages") or {}).get(nodeid)
 
 
 def judge(summary: dict[str, Any] | None, case: Case) -> list[str]:
@@ -321,7 +320,7 @@ def judge(summary: dict[str, Any] | None, case: Case) -> list[str]:
                         + ("it passed" if exit_status == 0 else "it stopped with an error, not a verdict"))
     if first != case.stage:
         problems.append(f"the first failing stage is `{first}`, expected `{case.stage}`")
-    headlines = [headline(text) for nodeid, text in verdicts.items() if stage_of_nodeid(nodeid) == case.stage]
+    headlines = [headline(text) for nodeid, text in verdicts.items() if stage_of_nodeid(nodeid, summary) == case.stage]
     if not headlines:
         problems.append(f"no failed test of stage `{case.stage}` left a verdict")
     else:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aidb_gate import stages
 from aidb_gate.errors import GateError
 
 MASK = "***"
@@ -45,11 +45,8 @@ class Redactor:
         return self(data.decode("utf-8", errors="replace")).encode()
 
 
-#: The pipeline's stages in order; test markers map onto them.
-STAGES = ["engine", "images", "build", "imports", "dependencies", "boot", "health", "auth", "qdrant",
-          "backup", "restore", "faults"]
-MARKER_STAGE = {"build": "build", "imports": "imports", "startup": "boot", "health": "health", "auth": "auth",
-                "qdrant": "qdrant", "backup": "backup", "restore": "restore", "faults": "faults"}
+#: The pipeline's stages in order (the table is aidb_gate/stages.py).
+STAGES = stages.NAMES
 
 
 class StageBook:
@@ -206,14 +203,7 @@ class Cause:
 
 
 _ORDER = {stage: i for i, stage in enumerate(STAGES)}
-_SUITE_FILE = re.compile(r"^(?:.*/)?test_(\w+)\.py::")
-
-
-def stage_of_markers(names: Iterable[str], nodeid: str = "") -> str | None:
-    """The stage of a test from its marker names. A report's `keywords` hold the markers together
-    with the names of the test and of its folders and files, which do not count."""
-    names = set(names) - set(re.split(r"[/:\[\].]+", nodeid))
-    return next((stage for marker, stage in MARKER_STAGE.items() if marker in names), None)
+stage_of_markers = stages.stage_of_markers
 
 
 def stages_of_reports(reports: Iterable) -> dict[str, str]:
@@ -229,11 +219,8 @@ def stages_of_reports(reports: Iterable) -> dict[str, str]:
 
 
 def _stage_of_test(nodeid: str, stages_of: dict[str, str]) -> str | None:
-    """From the markers when known, else from the suite's file naming (test_<stage marker>.py)."""
-    if nodeid in stages_of:
-        return stages_of[nodeid]
-    m = _SUITE_FILE.match(nodeid)
-    return MARKER_STAGE.get(m.group(1)) if m else None
+    """From the test's markers (collected by `stages_of_reports`); a file name never decides."""
+    return stages_of.get(nodeid)
 
 
 def _rest(verdict: str) -> str:
@@ -445,11 +432,12 @@ def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[
     """The machine-readable verdict of a run, written atomically (its schema: the README's
     "summary.json"). `causes` is the verdicts grouped by cause ({stage, verdict, tests, blocked});
     `stages_of` ({nodeid: stage}) places each test, else its file name does (test_<stage>.py);
-    `switched_off` is {nodeid: the configuration key that deselected it}."""
+    `switched_off` is {nodeid: the configuration key that deselected it}; `test_stages` is
+    {nodeid: stage} of every failed test, from its markers."""
     data = {"exit_status": exit_status, "first_failure": stages.first_failure(), "stages": stages.rows(),
             "verdicts": verdicts, "evidence": evidence,
             "causes": [c.as_dict() for c in group_causes(verdicts, stages, stages_of)],
-            "switched_off": dict(switched_off or {})}
+            "switched_off": dict(switched_off or {}), "test_stages": dict(stages_of or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from aidb_gate import report as reporting
+from aidb_gate import stages
 from aidb_gate.config import load_config
 from aidb_gate.errors import GateError
 from aidb_gate.selection import (
@@ -83,8 +84,7 @@ MARKERS = {
                      "otherwise it is deselected and listed as switched off by the key",
     "gate_fresh": "gate_fresh(name, role): the test asks for gate_fresh_dependency(name, role); the gate starts it "
                   "in the background once the stack is up",
-    **{stage: f"gate stage {stage}" for stage in ("build", "imports", "startup", "health", "auth", "qdrant", "backup",
-                                                  "restore", "faults")},
+    **stages.marker_help(),
 }
 
 
@@ -140,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid")
     session = GateSession(cfg, progress, worker=worker)
     config.stash[SESSION] = session
-    suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, reporting.MARKER_STAGE, config.args,
+    suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, stages.MARKED, config.args,
                            config.args_source == pytest.Config.ArgsSource.ARGS, config.invocation_params.dir)
     if suites is not None:
         # Collected beside the project's own tests: the gate as installed, not a copy.
@@ -177,15 +177,7 @@ def _is_gate_item(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the stages in pipeline order, whatever the file names' alphabetical order."""
-    order = {stage: i for i, stage in enumerate(reporting.STAGES)}
-
-    def key(item: pytest.Item) -> int:
-        for marker, stage in reporting.MARKER_STAGE.items():
-            if item.get_closest_marker(marker):
-                return order[stage]
-        return -1
-
-    items.sort(key=key)
+    items.sort(key=lambda item: stages.order(_stage_of(item)))
     # A check the configuration switched off does not apply: deselect it (in CI a skip would count
     # as a failure, and there is nothing to check) and say which key did it.
     gate = config.stash.get(SESSION, None)
@@ -233,7 +225,7 @@ def early_steps(markexpr: str) -> set[str]:
     marker, and the build + imports check too when it names p1 or imports. (A run that then
     collects no gate test just removes what was started.)"""
     names = marker_names(markexpr)
-    steps = {"stack"} if names & (GATE_MARKERS | set(reporting.MARKER_STAGE)) else set()
+    steps = {"stack"} if names & (GATE_MARKERS | set(stages.MARKED)) else set()
     if names & {"p1", "imports"}:
         steps.add("imports")
     return steps
@@ -435,10 +427,7 @@ def gate_api_key(gate: GateSession) -> str:
 # -- reporting -------------------------------------------------------------------------------
 
 def _stage_of(item: pytest.Item) -> str | None:
-    for marker, stage in reporting.MARKER_STAGE.items():
-        if item.get_closest_marker(marker):
-            return stage
-    return None
+    return stages.stage_of_markers(mark.name for mark in item.iter_markers())
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -216,9 +216,15 @@ def test_gate_table_does_not_share_state_between_cases(tmp_path: Path) -> None:
 
 # -- judge -------------------------------------------------------------------------------------
 
+#: The stage the run's markers gave each failed test of these examples (summary.json `test_stages`).
+MARKED_AS = {"test_boot.py": "boot", "test_health.py": "health", "test_imports.py": "imports", "test_auth.py": "auth"}
+
+
 def summary(first: str | None, verdicts: dict[str, str], exit_status: int = 1) -> dict:
     rows = [{"stage": s, "status": "failed" if s == first else "passed"} for s in STAGES[: STAGES.index(first or "auth") + 1]]
-    return {"exit_status": exit_status, "first_failure": first, "stages": rows, "verdicts": verdicts, "evidence": {}}
+    test_stages = {n: MARKED_AS[n.split("::")[0]] for n in verdicts if n.split("::")[0] in MARKED_AS}
+    return {"exit_status": exit_status, "first_failure": first, "stages": rows, "verdicts": verdicts, "evidence": {},
+            "test_stages": test_stages}
 
 
 BOOT_CASE = corpus.Case("loop", None, "boot", (r"listens on 127\.0\.0\.1:8091", r"^the container runs but never answered"))
@@ -227,7 +233,7 @@ LOOPBACK_VERDICT = ("the container runs but never answered: it listens on 127.0.
 
 
 def test_judge_accepts_the_expected_stage_and_verdict() -> None:
-    s = summary("boot", {"test_startup.py::test_service_becomes_ready_within_the_startup_budget": LOOPBACK_VERDICT,
+    s = summary("boot", {"test_boot.py::test_service_becomes_ready_within_the_startup_budget": LOOPBACK_VERDICT,
                          "test_health.py::test_liveness": "The service did not become ready, so this stage cannot run"})
     assert corpus.judge(s, BOOT_CASE) == []
 
@@ -241,7 +247,7 @@ def test_judge_names_a_wrong_first_stage() -> None:
 
 
 def test_judge_names_each_regex_that_no_verdict_headline_matches() -> None:
-    s = summary("boot", {"test_startup.py::test_a": "the container runs but never answered: port 8091 never answered HTTP"})
+    s = summary("boot", {"test_boot.py::test_a": "the container runs but never answered: port 8091 never answered HTTP"})
     problems = corpus.judge(s, BOOT_CASE)
     assert "no verdict headline of stage `boot` matches 'listens on 127\\\\.0\\\\.0\\\\.1:8091'" in problems
     assert not any("never answered'" in p for p in problems if p.startswith("no verdict"))
@@ -249,7 +255,7 @@ def test_judge_names_each_regex_that_no_verdict_headline_matches() -> None:
 
 def test_judge_reads_only_the_headline_and_only_the_expected_stage() -> None:
     evidence_only = "the container exited with code 1\n\nlistens on 127.0.0.1:8091 (in the evidence, not the verdict)"
-    s = summary("boot", {"test_startup.py::test_a": evidence_only,
+    s = summary("boot", {"test_boot.py::test_a": evidence_only,
                          "test_health.py::test_b": LOOPBACK_VERDICT})  # right words, wrong stage
     problems = corpus.judge(s, BOOT_CASE)
     assert len([p for p in problems if p.startswith("no verdict headline")]) == 2
@@ -257,7 +263,7 @@ def test_judge_reads_only_the_headline_and_only_the_expected_stage() -> None:
 
 @pytest.mark.parametrize(("exit_status", "words"), [(0, "it passed"), (3, "stopped with an error")])
 def test_judge_wants_a_failed_run_for_a_broken_case(exit_status: int, words: str) -> None:
-    s = summary("boot", {"test_startup.py::test_a": LOOPBACK_VERDICT}, exit_status=exit_status)
+    s = summary("boot", {"test_boot.py::test_a": LOOPBACK_VERDICT}, exit_status=exit_status)
     problems = corpus.judge(s, BOOT_CASE)
     assert any(words in p for p in problems)
 
@@ -275,16 +281,10 @@ def test_judge_of_the_reference() -> None:
     assert "test_auth.py::test_x failed: POST /documents returned 500" in problems
 
 
-@pytest.mark.parametrize(("nodeid", "stage"), [
-    ("test_startup.py::test_service_becomes_ready_within_the_startup_budget", "boot"),
-    ("suites/test_imports.py::test_every_module_imports", "imports"),
-    ("test_faults.py::test_readiness_follows_a_dependency_fault[postgres-stop]", "faults"),
-    ("test_auth.py::test_refuses_a_missing_key", "auth"),
-    ("test_other.py::test_x", None),
-    ("conftest.py::x", None),
-])
-def test_stage_of_nodeid(nodeid: str, stage: str | None) -> None:
-    assert corpus.stage_of_nodeid(nodeid) == stage
+def test_a_tests_stage_comes_from_its_markers_never_its_file_name() -> None:
+    marked = {"test_search.py::test_x": "qdrant"}
+    assert corpus.stage_of_nodeid("test_search.py::test_x", {"test_stages": marked}) == "qdrant"
+    assert corpus.stage_of_nodeid("test_health.py::test_y", {"test_stages": marked}) is None
 
 
 def test_verdict_regexes_of_the_corpus_name_the_gates_own_words() -> None:

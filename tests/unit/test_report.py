@@ -70,11 +70,16 @@ def failed_build_run():
     return book, verdicts
 
 
+def marked(verdicts: dict[str, str]) -> dict[str, str]:
+    """{nodeid: stage} as the run's markers give it (the plugin reads them from the reports)."""
+    return {n: "build" if "test_build" in n else "health" for n in verdicts}
+
+
 def test_verdicts_are_grouped_by_cause_and_blocked_tests_name_the_stage_that_broke():
     from aidb_gate.report import group_causes
 
     book, verdicts = failed_build_run()
-    causes = group_causes(verdicts, book)
+    causes = group_causes(verdicts, book, marked(verdicts))
     assert [(c.stage, c.blocked, len(c.tests)) for c in causes] == [("build", False, 1), ("build", True, 11)]
     assert causes[0].verdict == "the image did not build: `podman build` exited 1" and causes[0].detail == "log tail"
     assert causes[1].verdict.startswith("The image did not build (exit 1)") and "RUN false" in causes[1].detail
@@ -112,7 +117,7 @@ def test_the_stage_of_a_report_comes_from_its_markers_not_from_its_names():
 
     # A report's keywords also hold the test's, file's and folders' names: a folder named backup is not a marker.
     assert stage_of_markers({"backup", "test_x", "p1"}, "tests/backup/test_x.py::test_x") is None
-    assert stage_of_markers({"p1", "startup", "test_x"}, "t/test_x.py::test_x") == "boot"
+    assert stage_of_markers({"p1", "boot", "test_x"}, "t/test_x.py::test_x") == "boot"
     reports = [SimpleNamespace(nodeid="t.py::a", keywords={"p1": 1, "health": 1}), SimpleNamespace(nodeid="t.py::b")]
     assert stages_of_reports(reports) == {"t.py::a": "health"}
 
@@ -121,7 +126,7 @@ def test_the_banner_leads_with_the_first_failing_stage_and_its_own_verdict():
     from aidb_gate.report import StageBook, banner_text, group_causes
 
     book, verdicts = failed_build_run()
-    assert banner_text(book, group_causes(verdicts, book), 1) == \
+    assert banner_text(book, group_causes(verdicts, book, marked(verdicts)), 1) == \
         "GATE: FAIL at build: the image did not build: `podman build` exited 1"
     # Only blocked tests in the failing stage: their verdict is the stage's first.
     only_blocked = {k: v for k, v in verdicts.items() if v == BUILD_FAILED}
@@ -139,7 +144,7 @@ def test_the_summary_says_each_cause_once_after_the_banner_and_folds_the_environ
     from aidb_gate.report import summary_html
 
     book, verdicts = failed_build_run()
-    page = "".join(summary_html(book, {"run": "r1"}, verdicts, exit_status=1))
+    page = "".join(summary_html(book, {"run": "r1"}, verdicts, stages_of=marked(verdicts), exit_status=1))
     banner = page.index("GATE: FAIL at build: the image did not build")
     assert "gate-fail" in page and banner < page.index("Gate stages") < page.index("Verdicts, by cause")
     assert page.count("The image did not build (exit 1)") == 1  # eleven tests, one cause, said once
@@ -155,7 +160,7 @@ def test_the_terminal_lists_each_cause_once_with_its_tests():
     from aidb_gate.report import causes_text, group_causes
 
     book, verdicts = failed_build_run()
-    lines = causes_text(group_causes(verdicts, book), max_tests=5)
+    lines = causes_text(group_causes(verdicts, book, marked(verdicts)), max_tests=5)
     text = "\n".join(lines)
     assert text.count("The image did not build (exit 1)") == 1
     assert "[build] 11 test(s) could not run because the build stage failed: The image did not build" in text
@@ -168,9 +173,10 @@ def test_summary_json_keeps_its_fields_and_adds_causes(tmp_path):
     from aidb_gate.report import write_summary
 
     book, verdicts = failed_build_run()
-    write_summary(tmp_path / "summary.json", book, {"run": "r1"}, verdicts, 1)
+    write_summary(tmp_path / "summary.json", book, {"run": "r1"}, verdicts, 1, stages_of=marked(verdicts))
     data = json.loads((tmp_path / "summary.json").read_text())
-    assert list(data) == ["exit_status", "first_failure", "stages", "verdicts", "evidence", "causes", "switched_off"]
+    assert list(data) == ["exit_status", "first_failure", "stages", "verdicts", "evidence", "causes", "switched_off",
+                          "test_stages"]
     assert data["first_failure"] == "build" and data["verdicts"] == verdicts
     assert data["causes"][1] == {"stage": "build", "verdict": BUILD_FAILED.splitlines()[0],
                                  "tests": [k for k, v in verdicts.items() if v == BUILD_FAILED], "blocked": True}

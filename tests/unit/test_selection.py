@@ -8,7 +8,7 @@ import pytest
 
 from aidb_gate.selection import bundled_suites, gate_requested, lookup, marker_names, suites_to_add, switched_off_by
 
-STAGES = ["build", "imports", "startup", "health"]
+STAGES = ["build", "imports", "boot", "health"]
 
 
 def test_a_project_without_gate_configuration_is_not_gated(tmp_path: Path) -> None:

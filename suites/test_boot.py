@@ -1,4 +1,4 @@
-"""Stage startup: the dependencies are ready, and the service boots, stays up and answers in time."""
+"""Stage boot: the dependencies are ready, and the service boots, stays up and answers in time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aidb_gate.boot import boot_problems
 from aidb_gate.core import api
 from aidb_gate.diagnose import container_state
 
-pytestmark = [pytest.mark.p1, pytest.mark.startup]
+pytestmark = [pytest.mark.p1, pytest.mark.boot]
 
 
 def test_dependency_is_ready(gate_engine, gate_stack, dependency_name):
