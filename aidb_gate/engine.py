@@ -210,14 +210,15 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str,
     sock = sock_dir / f"podman-{run_id}.sock"
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
-    log = open(sock_dir / f"podman-{run_id}.log", "wb")  # noqa: SIM115 - lives as long as the service
-    proc = subprocess.Popen(
-        [podman, "system", "service", "--time=0", _socket_url(str(sock))],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # The service writes through a descriptor of its own; ours closes as soon as it has started.
+    with open(sock_dir / f"podman-{run_id}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [podman, "system", "service", "--time=0", _socket_url(str(sock))],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     # Who owns this service, so a later run can stop it if this run is killed (SIGKILL skips clean-up).
     from aidb_gate.core.run import owner_token
 
@@ -226,7 +227,6 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str,
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if proc.poll() is not None:
-            log.close()
             tail = (sock_dir / f"podman-{run_id}.log").read_text(errors="replace")[-800:]
             raise EngineError(
                 f"`podman system service` exited at once with code {proc.returncode}: {tail.strip()} "

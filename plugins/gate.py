@@ -118,8 +118,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # Inert unless asked: a project that never configured the gate keeps its own p1/p2 tests to itself.
     if not gate_requested(config.rootpath, (config.getoption(o) for o in GATE_OPTIONS)):
         return
-    # testcontainers' own deprecation noise is not the user's concern.
-    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:testcontainers.*")
     spaced = _space_separated_target(config)
     if spaced and Path(spaced).exists():
         raise pytest.UsageError(

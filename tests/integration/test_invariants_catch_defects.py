@@ -45,8 +45,9 @@ def _fresh_db(pg, name):
 def test_qdrant_restore_with_the_default_priority_is_caught(deps_session, qdrant, tmp_path):
     entry = q_backup.snapshot_collection(qdrant, "gate_probe", tmp_path)
     fresh = deps_session.qdrant_target(deps_session.fresh_dependency("qdrant", "qdrant-default-priority"))
-    resp = fresh.request("POST", "/collections/gate_probe/snapshots/upload", params={"wait": "true"},
-                         files={"snapshot": open(tmp_path / "gate_probe.snapshot", "rb")})  # noqa: SIM115
+    with open(tmp_path / "gate_probe.snapshot", "rb") as snapshot:
+        resp = fresh.request("POST", "/collections/gate_probe/snapshots/upload", params={"wait": "true"},
+                             files={"snapshot": snapshot})
     assert resp.status_code < 300, resp.text
     problems = q_backup.compare(q_backup.fingerprint(qdrant, ["gate_probe"]), q_backup.fingerprint(fresh))
     assert any(f"{entry['points']} of {entry['points']} points lost" in p for p in problems), problems
