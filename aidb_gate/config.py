@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "rebuild": False,
     "reports_dir": "reports",
     "suites": True,
-    "imports": {"modules": [], "interpreter": "", "pip_check": True},
+    "imports": {"enabled": True, "modules": [], "interpreter": "", "pip_check": True},
     "health": {
         "live": "/health/live",
         "ready": "/health/ready",

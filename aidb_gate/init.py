@@ -27,7 +27,12 @@ GITHUB_JOB = Path(".github/workflows/aidb-gate.yml")
 GITLAB_JOB = Path(".gitlab/aidb-gate.gitlab-ci.yml")
 
 #: Words in the service's own code that say it talks to a backing service (some talk REST, no client).
-MENTIONS = {"postgres": r"postgres|psycopg|asyncpg", "redis": r"redis", "qdrant": r"qdrant"}
+MENTIONS = {"postgres": r"postgres|psycopg|asyncpg|pgx|libpq|\"pg\"", "redis": r"redis", "qdrant": r"qdrant"}
+#: The service's own code and manifests, in the languages services are commonly written in.
+SOURCES = {".py", ".js", ".mjs", ".cjs", ".ts", ".go", ".rs", ".java", ".kt", ".rb", ".php", ".cs"}
+MANIFESTS = {"package.json", "go.mod", "Cargo.toml", "pom.xml", "build.gradle", "build.gradle.kts", "Gemfile",
+             "composer.json"}
+SKIP_DIRS = {".venv", "venv", ".git", "node_modules", "vendor", "target", "dist", "build", "reports", ".tox"}
 #: Client libraries that tell which backing service a Python service talks to.
 CLIENTS = {
     "postgres": ("psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary", "asyncpg", "pg8000"),
@@ -44,6 +49,8 @@ class Found:
     port: int | None
     dependencies: dict[str, bool]
     requirement_files: list[str] = field(default_factory=list)
+    #: Python code or requirements in the repository: the imports stage has something to import.
+    python: bool = True
 
 
 def exposed_port(containerfile: Path) -> int | None:
@@ -84,27 +91,36 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def mentioned(root: Path, limit: int = 2000) -> set[str]:
-    """The backing services named in the service's own Python code (first `limit` files)."""
+def mentioned(root: Path, limit: int = 2000) -> tuple[set[str], list[str]]:
+    """The backing services the service's own code and manifests name (first `limit` files), and the
+    manifests read. Python, JavaScript/TypeScript, Go, Rust, Java/Kotlin, Ruby, PHP and C# alike."""
     found: set[str] = set()
-    for i, path in enumerate(p for p in root.rglob("*.py") if not {".venv", "venv", ".git", "node_modules"} & set(p.parts)):
+    manifests: list[str] = []
+    files = (p for p in root.rglob("*") if p.is_file() and (p.suffix in SOURCES or p.name in MANIFESTS)
+             and not SKIP_DIRS & set(p.relative_to(root).parts))
+    for i, path in enumerate(files):
         if i >= limit:
             break
+        if path.name in MANIFESTS:
+            manifests.append(path.relative_to(root).as_posix())
         text = path.read_text(errors="replace").lower()
         found |= {dep for dep, pattern in MENTIONS.items() if re.search(pattern, text)}
-    return found
+    return found, sorted(manifests)
 
 
 def survey(root: Path) -> Found:
     """Read the repository; a missing Containerfile is the one-paragraph error of the build stage."""
     containerfile = find_containerfile(root, "")
     names, files = requirement_names(root)
-    named = mentioned(root)
+    named, manifests = mentioned(root)
+    files += manifests
     if files or named:
         deps = {dep: dep in named or any(_normal(c) in names for c in clients) for dep, clients in CLIENTS.items()}
     else:
         deps = dict.fromkeys(CLIENTS, True)  # nothing to read: the contract's stack, as documented
-    return Found(containerfile, exposed_port(containerfile), deps, files)
+    python = bool(names) or any(p.suffix == ".py" and not SKIP_DIRS & set(p.relative_to(root).parts)
+                                for p in root.rglob("*.py"))
+    return Found(containerfile, exposed_port(containerfile), deps, files, python)
 
 
 def _toml(value: object) -> str:
@@ -126,6 +142,10 @@ def starter_table(found: Found, root: Path) -> str:
     lines.append(_line(f"port = {port}", why))
     lines.append(f"startup_timeout_s = {DEFAULTS['startup_timeout_s']}")
     lines.append('reports_dir = "reports"')
+    if not found.python:
+        lines.append("")
+        lines.append("[tool.aidb-gate.imports]")
+        lines.append(_line("enabled = false", "no Python here: nothing for the imports stage to import"))
     lines.append("")
     lines.append("# The health contract's paths; point them at what the service serves.")
     lines.append("[tool.aidb-gate.health]")

@@ -240,7 +240,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if steps:
         _start(gate)
         gate.prefetch_stack()
-        if "imports" in steps:
+        if "imports" in steps and gate.cfg.raw["imports"]["enabled"]:
             gate.prefetch_imports()
 
 

@@ -65,7 +65,7 @@ def test_listing_in_a_configured_project_never_touches_the_engine(pytester: pyte
 
 def test_a_switched_off_check_is_deselected_and_named_not_skipped(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml("[tool.aidb-gate]\nport = 8091\n[tool.aidb-gate.data]\nsearch = false\n"
-                               "[tool.aidb-gate.auth]\nenabled = false\n")
+                               "[tool.aidb-gate.auth]\nenabled = false\n[tool.aidb-gate.imports]\nenabled = false\n")
     result = _child(pytester, "--co", "-m", "p1")
     out = result.stdout.str()
     assert result.ret == 0, out + result.stderr.str()
@@ -73,3 +73,4 @@ def test_a_switched_off_check_is_deselected_and_named_not_skipped(pytester: pyte
     assert "<Function test_refuses_a_wrong_key>" not in out
     assert "<Function test_health_ready" in out or "<Function test_" in out
     assert "switched off by data.search" in out and "switched off by auth.enabled" in out, out
+    assert "<Function test_every_module_imports>" not in out and "switched off by imports.enabled" in out, out

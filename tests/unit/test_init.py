@@ -52,3 +52,18 @@ def test_the_reports_stay_out_of_the_build_context(tmp_path: Path) -> None:
 def test_a_repository_without_a_containerfile_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="No Containerfile or Dockerfile"):
         init(tmp_path)
+
+
+def test_a_node_service_is_read_from_its_manifest_and_code(tmp_path: Path) -> None:
+    """Not every service is Python: a Node service names its clients in package.json."""
+    (tmp_path / "Dockerfile").write_text("FROM node:22-slim\nEXPOSE 3000\nCMD [\"node\", \"server.js\"]\n")
+    (tmp_path / "package.json").write_text('{"dependencies": {"express": "^4", "pg": "^8", "ioredis": "^5"}}')
+    (tmp_path / "server.js").write_text("const { Pool } = require('pg');\n")
+    (tmp_path / "node_modules" / "qdrant").mkdir(parents=True)
+    (tmp_path / "node_modules" / "qdrant" / "index.js").write_text("// qdrant, but a dependency's, not ours\n")
+    init(tmp_path)
+    cfg = load_config(tmp_path, environ={})
+    assert cfg.port == 3000
+    assert [d.name for d in cfg.enabled_dependencies] == ["postgres", "redis"]
+    assert "package.json" in (tmp_path / "gate.toml").read_text()
+    assert not cfg.raw["imports"]["enabled"], "no Python: the imports stage has nothing to import"
