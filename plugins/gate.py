@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -32,9 +33,11 @@ from aidb_gate.selection import (
     switched_off_by,
     switched_off_lines,
 )
-from aidb_gate.session import GateSession
 
-SESSION = pytest.StashKey[GateSession]()
+if TYPE_CHECKING:
+    from aidb_gate.session import GateSession
+
+SESSION = pytest.StashKey["GateSession"]()
 VERDICTS = pytest.StashKey[dict]()
 STARTED = pytest.StashKey[float]()
 VIEW = pytest.StashKey[tuple]()
@@ -136,6 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # The worker id comes from xdist's own config, not the environment, which a child pytest inherits.
     worker = getattr(config, "workerinput", {}).get("workerid")
+    # Imported here, not at the top: in the many projects that never configure the gate, loading
+    # the plugin must not pull in testcontainers, docker-py and psycopg (~0.3 s on every pytest run).
+    from aidb_gate.session import GateSession
+
     session = GateSession(cfg, progress, worker=worker)
     config.stash[SESSION] = session
     suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, stages.MARKED, config.args,

@@ -74,3 +74,16 @@ def test_a_switched_off_check_is_deselected_and_named_not_skipped(pytester: pyte
     assert "<Function test_health_ready" in out or "<Function test_" in out
     assert "switched off by data.search" in out and "switched off by auth.enabled" in out, out
     assert "<Function test_every_module_imports>" not in out and "switched off by imports.enabled" in out, out
+
+
+def test_loading_the_plugin_pulls_in_no_container_or_database_client() -> None:
+    """Every pytest run in an environment with the gate installed loads the plugin: it stays cheap."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aidb_gate.plugins.gate\n"
+            "heavy = sorted(m for m in ('testcontainers', 'docker', 'podman', 'psycopg', 'qdrant_client', 'requests')"
+            " if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
