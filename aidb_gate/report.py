@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidb_gate import stages
 from aidb_gate.errors import GateError
+from aidb_gate.stages import NAMES, stage_of_markers
 
 MASK = "***"
 
@@ -46,7 +46,7 @@ class Redactor:
 
 
 #: The pipeline's stages in order (the table is aidb_gate/stages.py).
-STAGES = stages.NAMES
+STAGES = NAMES
 
 
 class StageBook:
@@ -168,12 +168,6 @@ def log_extras(log_dir: Path, redactor: Redactor, max_chars: int = 200_000) -> l
 BLOCKED = "so this stage cannot run"
 
 
-def condensed_verdicts(verdicts: dict[str, str]) -> tuple[dict[str, str], int]:
-    """The verdicts that name a cause, and how many tests were only blocked by an earlier stage."""
-    own = {k: v for k, v in verdicts.items() if BLOCKED not in v.split("\n", 1)[0]}
-    return own, len(verdicts) - len(own)
-
-
 def headline(verdict: str) -> str:
     """A verdict's normalised first line (whitespace collapsed): what identifies its cause."""
     text = verdict.strip()
@@ -203,7 +197,6 @@ class Cause:
 
 
 _ORDER = {stage: i for i, stage in enumerate(STAGES)}
-stage_of_markers = stages.stage_of_markers
 
 
 def stages_of_reports(reports: Iterable) -> dict[str, str]:
@@ -218,11 +211,6 @@ def stages_of_reports(reports: Iterable) -> dict[str, str]:
     return out
 
 
-def _stage_of_test(nodeid: str, stages_of: dict[str, str]) -> str | None:
-    """From the test's markers (collected by `stages_of_reports`); a file name never decides."""
-    return stages_of.get(nodeid)
-
-
 def _rest(verdict: str) -> str:
     return verdict.strip().partition("\n")[2].strip()
 
@@ -231,7 +219,7 @@ def _breaking_stage(blocked: list[str], stages: StageBook | None, stages_of: dic
     """The stage whose failure blocked these tests: the last failed stage before the earliest of
     them (a stage's own blocked checks, e.g. the build's metadata tests, name that stage)."""
     failed = [str(r["stage"]) for r in stages.rows() if r["status"] == "failed"] if stages else []
-    known = [s for s in (_stage_of_test(n, stages_of) for n in blocked) if s in _ORDER]
+    known = [s for s in (stages_of.get(n) for n in blocked) if s in _ORDER]
     if not known:
         return failed[0] if failed else None
     earliest = min(known, key=_ORDER.__getitem__)
@@ -253,7 +241,7 @@ def group_causes(verdicts: dict[str, str], stages: StageBook | None = None,
             blocked.append(nodeid)
             blocked_verdict = blocked_verdict or verdict
             continue
-        stage = _stage_of_test(nodeid, stages_of)
+        stage = stages_of.get(nodeid)  # from the test's markers; a file name never decides
         cause = own.get(line)
         if cause is None:
             own[line] = Cause(stage, line, [nodeid], _rest(verdict))
