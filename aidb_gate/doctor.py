@@ -12,7 +12,6 @@ the pure function `fix_for`. doctor reports; it never raises.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
@@ -279,10 +278,7 @@ def pick_image(tags: list[str]) -> str | None:
 
 def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWORK_DEADLINE_S) -> None:
     """Two containers on a labelled network, B reaching A by name over TCP; everything removed after."""
-    from docker import version as docker_version
-    from docker.types import EndpointConfig
-
-    from aidb_gate.core.network import FIRST_HOST, create_bridge, mac_for
+    from aidb_gate.core.network import FIRST_HOST, create_bridge, fixed_endpoint
 
     client = engine.docker_client(timeout=int(deadline_s) + 15)
     start = time.monotonic()
@@ -304,8 +300,7 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
 
         def attach(alias: str, offset: int) -> tuple[str, dict]:
             ip = str(subnet.network_address + FIRST_HOST + offset)
-            config = EndpointConfig(docker_version.__version__, aliases=[alias], ipv4_address=ip, mac_address=mac_for(ip))
-            return ip, {"network": net.name, "networking_config": {net.name: config}}
+            return ip, {"network": net.name, "networking_config": {net.name: fixed_endpoint(alias, ip)}}
 
         ip_a, attach_a = attach("doctor-a-dns", 0)
         _ip_b, attach_b = attach("doctor-b", 1)
@@ -352,31 +347,12 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
 
 
 def remove_run_things(client, run_id: str, report: Report) -> None:
-    """Remove every container, then every network, labelled with this run, found by label: a
-    Ctrl-C during a create leaves a container the code never got a handle to."""
+    """Remove everything labelled with this run, found by label (a Ctrl-C during a create leaves a
+    container the code never got a handle to); what resists is named, with how to remove it later."""
+    from aidb_gate.core.janitor import remove_run_quietly
     from aidb_gate.core.run import RUN_LABEL
 
-    selector = {"label": f"{RUN_LABEL}={run_id}"}
-    leftovers = []
-    for kind in ("containers", "networks"):
-        try:
-            found = (client.containers.list(all=True, filters=selector) if kind == "containers"
-                     else client.networks.list(filters=selector))
-        except Exception as err:
-            leftovers.append(f"{kind} ({one_line(str(err))})")
-            continue
-        for thing in found:
-            try:
-                if kind == "containers":
-                    # Killed first: python3 as PID 1 ignores SIGTERM, so a stop would wait 10 s.
-                    with contextlib.suppress(Exception):
-                        thing.kill()
-                    thing.remove(force=True)
-                else:
-                    thing.remove()
-            except Exception as err:
-                if "404" not in str(err) and "no such" not in str(err).lower():
-                    leftovers.append(f"{thing.name} ({one_line(str(err))})")
+    leftovers = [one_line(err) for err in remove_run_quietly(client, run_id).errors]
     if leftovers:
         report.note(f"could not remove {', '.join(leftovers)}; the next gate run removes them (label "
                     f"{RUN_LABEL}={run_id}), or `aidb-gate clean --run {run_id}`")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import ipaddress
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from docker import version as docker_version
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
@@ -31,6 +32,7 @@ FIRST_HOST = 100
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
 #: Another run may take the same free subnet between our look and our create: try again.
 CREATE_TRIES = 6
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,8 +61,7 @@ class RunNetwork:
         fixed address: `network` and `network_aliases` are DockerContainer's own parameters, and the
         extra `networking_config` (the address and MAC) overrides the one it derives from them."""
         ip = self.allocate()
-        config = EndpointConfig(docker_version.__version__, aliases=[alias], ipv4_address=ip, mac_address=mac_for(ip))
-        return ip, {"network": self.tc, "network_aliases": [alias], "networking_config": {self.name: config}}
+        return ip, {"network": self.tc, "network_aliases": [alias], "networking_config": {self.name: fixed_endpoint(alias, ip)}}
 
     def remove(self) -> None:
         self.tc.remove()
@@ -73,6 +74,11 @@ def mac_for(ip: str) -> str:
     caches point at nothing for up to a minute. The same MAC keeps them valid.
     """
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def fixed_endpoint(alias: str, ip: str) -> EndpointConfig:
+    """A container's place on a network: its alias, a fixed address and the MAC derived from it."""
+    return EndpointConfig(docker_version.__version__, aliases=[alias], ipv4_address=ip, mac_address=mac_for(ip))
 
 
 def used_subnets(client) -> list[ipaddress.IPv4Network]:
@@ -110,13 +116,13 @@ def taken_meanwhile(err: Exception) -> bool:
     return any(word in str(err).lower() for word in ("overlap", "already used", "in use"))
 
 
-def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
-    """A bridge network on a free subnet of its own, through docker-py: (network, subnet)."""
+def on_free_subnet(client, name: str, create: Callable[[ipaddress.IPv4Network], T]) -> tuple[T, ipaddress.IPv4Network]:
+    """`create(subnet)` on a free subnet, tried again on another while a concurrent run takes it."""
     last: Exception | None = None
     for _ in range(CREATE_TRIES):
         subnet = free_subnet(used_subnets(client))
         try:
-            return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam_for(subnet)), subnet
+            return create(subnet), subnet
         except Exception as err:
             if not taken_meanwhile(err):
                 raise
@@ -124,27 +130,26 @@ def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipadd
     raise RuntimeError(f"no free subnet for network {name} after {CREATE_TRIES} tries: {last}")
 
 
+def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
+    """A bridge network on a free subnet of its own, through docker-py: (network, subnet)."""
+    return on_free_subnet(client, name, lambda subnet: client.networks.create(
+        name, driver="bridge", labels=labels, ipam=ipam_for(subnet)))
+
+
 def run_network(run: Run) -> RunNetwork:
     """Create the run's bridge network (named and labelled after the run) on a subnet of its own,
     through testcontainers' public Network API."""
     import docker
 
+    def create(subnet: ipaddress.IPv4Network) -> Network:
+        net = Network(docker_client_kw=client_kw(),
+                      docker_network_kw={"labels": run.labels("network"), "ipam": ipam_for(subnet)})
+        net.name = run.name("net")
+        return net.create()
+
     client = docker.from_env(**client_kw())  # as testcontainers makes its own: DOCKER_HOST, pinned version
-    last: Exception | None = None
     try:
-        for _ in range(CREATE_TRIES):
-            subnet = free_subnet(used_subnets(client))
-            net = Network(docker_client_kw=client_kw(),
-                          docker_network_kw={"labels": run.labels("network"), "ipam": ipam_for(subnet)})
-            net.name = run.name("net")
-            try:
-                net.create()
-            except Exception as err:
-                if not taken_meanwhile(err):
-                    raise
-                last = err
-                continue
-            return RunNetwork(net, subnet)
+        net, subnet = on_free_subnet(client, run.name("net"), create)
     finally:
         client.close()
-    raise RuntimeError(f"no free subnet for network {run.name('net')} after {CREATE_TRIES} tries: {last}")
+    return RunNetwork(net, subnet)

@@ -180,16 +180,18 @@ class _FakeClient:
     def __init__(self):
         self.images = type("I", (), {"list": staticmethod(lambda: [])})()
         self.closed = False
-        self.filters = []
+        self.filters = {}
         client = self
 
         class _Listing:
-            @staticmethod
-            def list(all=False, filters=None):
-                client.filters.append(filters)
+            def __init__(self, kind):
+                self.kind = kind
+
+            def list(self, all=False, filters=None, **_options):
+                client.filters[self.kind] = filters
                 return []
 
-        self.containers = self.networks = _Listing()
+        self.containers, self.networks, self.volumes = (_Listing(k) for k in ("containers", "networks", "volumes"))
 
     def close(self):
         self.closed = True
@@ -203,4 +205,6 @@ def test_no_local_image_is_a_note_not_an_error_and_the_run_is_swept_by_label():
     doc.check_network(engine, run, report)
     assert report.ok
     assert "network check skipped" in report.lines[0] and "make gate" in report.lines[0]
-    assert client.closed and client.filters == [{"label": f"{RUN_LABEL}=doctor-unit"}] * 2
+    by_label = {"label": f"{RUN_LABEL}=doctor-unit"}
+    assert client.closed and client.filters == {"containers": by_label, "networks": by_label, "volumes": by_label}
+    assert not any(line.startswith("--  could not remove") for line in report.lines), report.lines
