@@ -91,11 +91,13 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def mentioned(root: Path, limit: int = 2000) -> tuple[set[str], list[str]]:
-    """The backing services the service's own code and manifests name (first `limit` files), and the
-    manifests read. Python, JavaScript/TypeScript, Go, Rust, Java/Kotlin, Ruby, PHP and C# alike."""
+def mentioned(root: Path, limit: int = 2000) -> tuple[set[str], list[str], bool]:
+    """The backing services the service's own code and manifests name (first `limit` files), the
+    manifests read, and whether any of the code is Python. Python, JavaScript/TypeScript, Go, Rust,
+    Java/Kotlin, Ruby, PHP and C# alike."""
     found: set[str] = set()
     manifests: list[str] = []
+    python = False
     files = (p for p in root.rglob("*") if p.is_file() and (p.suffix in SOURCES or p.name in MANIFESTS)
              and not SKIP_DIRS & set(p.relative_to(root).parts))
     for i, path in enumerate(files):
@@ -103,24 +105,23 @@ def mentioned(root: Path, limit: int = 2000) -> tuple[set[str], list[str]]:
             break
         if path.name in MANIFESTS:
             manifests.append(path.relative_to(root).as_posix())
+        python = python or path.suffix == ".py"
         text = path.read_text(errors="replace").lower()
         found |= {dep for dep, pattern in MENTIONS.items() if re.search(pattern, text)}
-    return found, sorted(manifests)
+    return found, sorted(manifests), python
 
 
 def survey(root: Path) -> Found:
     """Read the repository; a missing Containerfile is the one-paragraph error of the build stage."""
     containerfile = find_containerfile(root, "")
     names, files = requirement_names(root)
-    named, manifests = mentioned(root)
+    named, manifests, python_code = mentioned(root)
     files += manifests
     if files or named:
         deps = {dep: dep in named or any(_normal(c) in names for c in clients) for dep, clients in CLIENTS.items()}
     else:
         deps = dict.fromkeys(CLIENTS, True)  # nothing to read: the contract's stack, as documented
-    python = bool(names) or any(p.suffix == ".py" and not SKIP_DIRS & set(p.relative_to(root).parts)
-                                for p in root.rglob("*.py"))
-    return Found(containerfile, exposed_port(containerfile), deps, files, python)
+    return Found(containerfile, exposed_port(containerfile), deps, files, python=bool(names) or python_code)
 
 
 def _toml(value: object) -> str:

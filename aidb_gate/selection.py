@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.config import find_config_file
+from aidb_gate.stages import MARKED
 
 #: The priority markers; every gate test carries one.
 PRIORITIES = {"p1", "p2"}
@@ -43,6 +44,11 @@ def marker_names(markexpr: str | None) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or "")) - {"and", "or", "not"}
 
 
+def names_gate_marker(markexpr: str | None) -> bool:
+    """True when `-m` names a priority or a stage: the run is a gate run."""
+    return bool(marker_names(markexpr) & (PRIORITIES | set(MARKED)))
+
+
 def bundled_suites() -> Path:
     """Where the installed suites are (inside the package, or suites/ of a checkout)."""
     from aidb_gate import suites
@@ -50,13 +56,13 @@ def bundled_suites() -> Path:
     return Path(suites.__file__).resolve().parent
 
 
-def suites_to_add(enabled: bool, markexpr: str | None, stage_markers: Iterable[str], args: list[str],
-                  args_given: bool, invocation_dir: Path) -> Path | None:
+def suites_to_add(enabled: bool, markexpr: str | None, args: list[str], args_given: bool,
+                  invocation_dir: Path) -> Path | None:
     """The bundled suites' folder when they should be collected in this run, else None.
 
     They are added when the configuration allows it (`suites = true`), `-m` names a gate marker,
     and the user named no test paths; never twice (a checkout's own `testpaths = ["suites"]`)."""
-    if not enabled or args_given or not marker_names(markexpr) & (PRIORITIES | set(stage_markers)):
+    if not enabled or args_given or not names_gate_marker(markexpr):
         return None
     suites = bundled_suites()
     for arg in args:

@@ -26,9 +26,11 @@ from aidb_gate import stages
 from aidb_gate.config import load_config
 from aidb_gate.errors import GateError
 from aidb_gate.selection import (
+    PRIORITIES,
     REQUIRES_MARKER,
     gate_requested,
     marker_names,
+    names_gate_marker,
     suites_to_add,
     switched_off_by,
     switched_off_lines,
@@ -43,7 +45,7 @@ STARTED = pytest.StashKey[float]()
 VIEW = pytest.StashKey[tuple]()
 #: {nodeid: the configuration key that switched the test off}: deselected, listed in the summaries.
 SWITCHED_OFF = pytest.StashKey[dict]()
-GATE_MARKERS = {"p1", "p2"}
+GATE_MARKERS = PRIORITIES
 NOT_CONFIGURED = ("aidb-gate is not configured in this project, so its fixtures have nothing to gate: add a "
                   "[tool.aidb-gate] table to pyproject.toml (`aidb-gate init` writes one) or a gate.toml, or pass "
                   "--gate-target=DIR / --gate-image=REF.")
@@ -145,7 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     session = GateSession(cfg, progress, worker=worker)
     config.stash[SESSION] = session
-    suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, stages.MARKED, config.args,
+    suites = suites_to_add(bool(cfg.raw["suites"]), config.option.markexpr, config.args,
                            config.args_source == pytest.Config.ArgsSource.ARGS, config.invocation_params.dir)
     if suites is not None:
         # Collected beside the project's own tests: the gate as installed, not a copy.
@@ -230,7 +232,7 @@ def early_steps(markexpr: str) -> set[str]:
     marker, and the build + imports check too when it names p1 or imports. (A run that then
     collects no gate test just removes what was started.)"""
     names = marker_names(markexpr)
-    steps = {"stack"} if names & (GATE_MARKERS | set(stages.MARKED)) else set()
+    steps = {"stack"} if names_gate_marker(markexpr) else set()
     if names & {"p1", "imports"}:
         steps.add("imports")
     return steps

@@ -8,8 +8,6 @@ import pytest
 
 from aidb_gate.selection import bundled_suites, gate_requested, lookup, marker_names, suites_to_add, switched_off_by
 
-STAGES = ["build", "imports", "boot", "health"]
-
 
 def test_a_project_without_gate_configuration_is_not_gated(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n[tool.pytest.ini_options]\nmarkers = ["p1"]\n')
@@ -33,8 +31,8 @@ def test_marker_names_ignore_the_operators() -> None:
 
 
 def test_the_bundled_suites_are_added_for_a_gate_marker_and_default_paths(tmp_path: Path) -> None:
-    assert suites_to_add(True, "p1", STAGES, [str(tmp_path)], False, tmp_path) == bundled_suites()
-    assert suites_to_add(True, "health and not p2", STAGES, [str(tmp_path)], False, tmp_path) == bundled_suites()
+    assert suites_to_add(True, "p1", [str(tmp_path)], False, tmp_path) == bundled_suites()
+    assert suites_to_add(True, "health and not p2", [str(tmp_path)], False, tmp_path) == bundled_suites()
 
 
 @pytest.mark.parametrize(("enabled", "markexpr", "given"), [
@@ -44,13 +42,13 @@ def test_the_bundled_suites_are_added_for_a_gate_marker_and_default_paths(tmp_pa
     (True, "p1", True),        # the user named the paths to collect
 ])
 def test_the_bundled_suites_stay_out_otherwise(tmp_path: Path, enabled: bool, markexpr: str, given: bool) -> None:
-    assert suites_to_add(enabled, markexpr, STAGES, [str(tmp_path)], given, tmp_path) is None
+    assert suites_to_add(enabled, markexpr, [str(tmp_path)], given, tmp_path) is None
 
 
 def test_the_bundled_suites_are_never_collected_twice(tmp_path: Path) -> None:
     suites = bundled_suites()
-    assert suites_to_add(True, "p1", STAGES, [str(suites)], False, tmp_path) is None
-    assert suites_to_add(True, "p1", STAGES, [f"{suites / 'test_health.py'}::test_x"], False, tmp_path) is None
+    assert suites_to_add(True, "p1", [str(suites)], False, tmp_path) is None
+    assert suites_to_add(True, "p1", [f"{suites / 'test_health.py'}::test_x"], False, tmp_path) is None
 
 
 def test_a_false_key_switches_a_test_off_and_names_itself() -> None:
