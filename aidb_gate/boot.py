@@ -52,11 +52,13 @@ class Boot:
 
 
 def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env: dict[str, str], log_dir: Path,
-                role: str = "target", hosts: dict[str, str] | None = None) -> Boot:
-    """Start the target; `hosts` ({alias: address}) become /etc/hosts entries for its dependencies."""
+                role: str = "target", hosts: dict[str, str] | None = None,
+                runtime: dict[str, Any] | None = None) -> Boot:
+    """Start the target; `hosts` ({alias: address}) become /etc/hosts entries for its dependencies,
+    and `runtime` holds the run options its compose file gives it (mounts, limits, user, ...)."""
     _ip, attach = network.attach_kwargs(role)
     container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role),
-                                extra_hosts=hosts or {}, docker_client_kw=client_kw(), **attach)
+                                extra_hosts=hosts or {}, docker_client_kw=client_kw(), **attach, **(runtime or {}))
     publish_on_loopback(container, cfg.port)
     container.start()
     log = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
@@ -72,6 +74,33 @@ def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env:
     boot.last_status = probe.last_status
     boot.boot_log = log.snapshot()
     return boot
+
+
+def image_owner(engine: Any, image: str, user: str = "") -> tuple[int, int] | None:
+    """(uid, gid) the service runs as - compose `user`, else the image's USER - when numeric;
+    compose secrets are handed to that owner so a 0400 secret stays readable to the service."""
+    from aidb_gate.core import api
+
+    if not user:
+        user = (api.image_attrs(engine, image).get("Config") or {}).get("User") or "0"
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit():
+        return None
+    return int(uid), int(gid) if gid.isdigit() else int(uid)
+
+
+def image_healthcheck(engine: Any, image: str) -> Any:
+    """The image's own HEALTHCHECK as a compose Healthcheck (None when it has none)."""
+    from aidb_gate.compose import Healthcheck
+    from aidb_gate.core import api
+
+    raw = (api.image_attrs(engine, image).get("Config") or {}).get("Healthcheck") or {}
+    test = raw.get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    ns = 1e-9
+    return Healthcheck(tuple(test), interval_s=(raw.get("Interval") or 30e9) * ns, timeout_s=(raw.get("Timeout") or 30e9) * ns,
+                       retries=raw.get("Retries") or 3, start_period_s=(raw.get("StartPeriod") or 0) * ns)
 
 
 def boot_problems(log_text: str) -> list[str]:

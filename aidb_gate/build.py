@@ -73,7 +73,8 @@ def target_tag(context: Path, containerfile: Path, build_args: dict[str, str],
     name = re.sub(r"[^a-z0-9_.-]+", "-", context.name.lower()).strip("-.") or "target"
     # The Containerfile may live outside the context, and the args (BASE_IMAGE among them) change
     # the image without changing a file.
-    inputs = json.dumps({"containerfile": containerfile.read_text(errors="replace"), "args": sorted(build_args.items())})
+    inputs = json.dumps({"containerfile": containerfile.read_text(errors="replace"), "args": sorted(build_args.items()),
+                         "format": "docker"})
     return f"localhost/aidb-gate/target-{name}:c-{tree_hash(context, extra=inputs, skip=skip)[:12]}"
 
 

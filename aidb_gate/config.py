@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from aidb_gate.compose import ComposeStack, Healthcheck, Mount, load_compose, qualified_image
 from aidb_gate.errors import ConfigError
 
 ENV_PREFIX = "AIDB_GATE_"
@@ -39,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "rebuild": False,
     "reports_dir": "reports",
     "suites": True,
+    "compose": "",
+    "service": "",
+    "compose_variables": {},
     "imports": {"enabled": True, "modules": [], "interpreter": "", "pip_check": True},
     "health": {
         "live": "/health/live",
@@ -74,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
             "recipe": "postgres",
             "port": 5432,
             "critical": True,
+            "reported": True,
             "db": "mcp",
             "user": "mcp",
         },
@@ -83,6 +88,7 @@ DEFAULTS: dict[str, Any] = {
             "recipe": "redis",
             "port": 6379,
             "critical": False,
+            "reported": True,
         },
         "qdrant": {
             "enabled": True,
@@ -90,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
             "recipe": "qdrant-api",
             "port": 6333,
             "critical": False,
+            "reported": True,
         },
     },
     "env": {
@@ -111,7 +118,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Tables whose keys are the user's own (build args, environment, request bodies).
-FREE_TABLES = {("build_args",), ("env",), ("auth", "body")}
+FREE_TABLES = {("build_args",), ("env",), ("auth", "body"), ("compose_variables",)}
 
 #: What an env template may name, per dependency; `{api_key}` stands alone.
 PLACEHOLDER_FIELDS = {
@@ -133,6 +140,19 @@ class DependencyConfig:
     critical: bool
     db: str = ""
     user: str = ""
+    #: The service's readiness lists it by this name (the health and faults stages check that).
+    reported: bool = True
+    #: The plug-in that runs it (services/<kind>.py); "generic" for any other compose service.
+    kind: str = ""
+    #: Read from a compose file: the container runs with the service's own environment and
+    #: command, and its plug-in reads what it offers from them.
+    from_compose: bool = False
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    command: tuple[str, ...] | None = field(default=None, repr=False)
+    healthcheck: Healthcheck | None = None
+    #: The compose depends_on condition the target waits for.
+    condition: str = "service_started"
+    mounts: tuple[Mount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +185,8 @@ class GateConfig:
     dependencies: dict[str, DependencyConfig]
     env_templates: dict[str, str]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: The stack as the compose file defines it (None: the contract's three dependencies).
+    compose: ComposeStack | None = field(default=None, repr=False)
 
     @property
     def enabled_dependencies(self) -> list[DependencyConfig]:
@@ -254,6 +276,10 @@ def validate_shape(data: dict[str, Any], schema: dict[str, Any], origin: str, pa
                     f"Write it as `{key} = \"...\"`."
                 )
             continue
+        if key not in schema and path == ("dependencies",) and isinstance(value, dict):
+            # Any compose service may be configured by name; the shape is every dependency's.
+            validate_shape(value, schema["postgres"], origin, here)
+            continue
         if key not in schema:
             near = difflib.get_close_matches(key, list(schema), n=1)
             hint = f" Did you mean `{'.'.join((*path, near[0]))}`?" if near else ""
@@ -335,7 +361,8 @@ def load_config(
     env = env_overrides(environ)
     validate_shape(env, DEFAULTS, f"environment ({ENV_PREFIX}*)")
     merged = deep_merge(merged, env)
-    return _build(root, origin, merged)
+    chosen = deep_merge(deep_merge(table, cli), env)  # what the user said, without the defaults
+    return _build(root, origin, merged, chosen, environ)
 
 
 def _resolve(root: Path, value: str) -> Path:
@@ -343,7 +370,8 @@ def _resolve(root: Path, value: str) -> Path:
     return path if path.is_absolute() else (root / path).resolve()
 
 
-def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
+def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | None = None,
+           environ: dict[str, str] | os._Environ | None = None) -> GateConfig:
     def positive(key: str, value: float) -> None:
         if value <= 0:
             raise ConfigError(f"{origin}: `{key}` must be greater than 0, got {value}.")
@@ -359,9 +387,21 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
 
     deps: dict[str, DependencyConfig] = {}
     for name, d in m["dependencies"].items():
+        if name not in DEFAULTS["dependencies"]:
+            if not m["compose"]:
+                known = ", ".join(DEFAULTS["dependencies"])
+                raise ConfigError(f"{origin}: `dependencies.{name}` is not a dependency the gate knows ({known}). Remove "
+                                  "it, or set `compose` to the stack's compose file, where any service can be one.")
+            continue
         if not 1 <= d["port"] <= 65535:
             raise ConfigError(f"{origin}: `dependencies.{name}.port` must be 1-65535, got {d['port']}.")
-        deps[name] = DependencyConfig(name=name, **d)
+        deps[name] = DependencyConfig(name=name, kind=name, **d)
+    compose = None
+    if m["compose"]:
+        compose = load_compose(_resolve(root, m["compose"]), m["service"], m["compose_variables"],
+                               os.environ if environ is None else environ)
+        deps = compose_dependencies(compose, (chosen or {}).get("dependencies", {}))
+        m = _compose_target(compose, m, chosen or {})
 
     for var, template in m["env"].items():
         for fld in _template_fields(template):
@@ -418,4 +458,55 @@ def _build(root: Path, origin: str, m: dict[str, Any]) -> GateConfig:
         dependencies=deps,
         env_templates=dict(m["env"]),
         raw=m,
+        compose=compose,
     )
+
+
+def compose_dependencies(compose: ComposeStack, chosen: dict[str, Any]) -> dict[str, DependencyConfig]:
+    """The closure of the target's depends_on as dependencies: each with the plug-in that stands
+    for its image (generic otherwise); `dependencies.<name>` keys the user set still win."""
+    from aidb_gate.services import kind_for_image, plugin
+
+    # The strictest condition anyone waits for wins: a healthy wait is never weakened to "started"
+    # because another service lists the same dependency in the short syntax.
+    strictness = ["service_started", "service_completed_successfully", "service_healthy"]
+    conditions: dict[str, str] = {}
+    for svc in [compose.target, *compose.dependencies.values()]:
+        for name, cond in svc.depends_on.items():
+            conditions[name] = max(conditions.get(name, cond), cond, key=strictness.index)
+    deps: dict[str, DependencyConfig] = {}
+    for name, svc in compose.dependencies.items():
+        if not svc.image:
+            raise ConfigError(
+                f"{compose.path}: `{name}` is a dependency of the gated service but has no `image:` (only `build:`). "
+                "The gate starts dependencies from images: build it once (`podman build -t <name> ...`), name that "
+                "image in the compose file, and run the gate again.")
+        kind = kind_for_image(svc.image)
+        module = plugin(kind)
+        user = chosen.get(name, {})
+        port = module.PORT or (svc.ports[0] if svc.ports else 0)
+        deps[name] = DependencyConfig(
+            name=name, enabled=user.get("enabled", True), image=user.get("image") or qualified_image(svc.image),
+            recipe=user.get("recipe", module.RECIPE), port=user.get("port", port),
+            critical=user.get("critical", module.CRITICAL), reported=user.get("reported", kind != "generic"),
+            kind=kind, from_compose=True,
+            environment=dict(svc.environment), command=tuple(svc.command) if svc.command else None,
+            healthcheck=svc.healthcheck, condition=conditions.get(name, "service_started"), mounts=svc.mounts,
+        )
+    return {name: d for name, d in deps.items() if d.enabled}
+
+
+def _compose_target(compose: ComposeStack, m: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    """The merged configuration with the target's build (or image) taken from the compose file,
+    unless the user set `target`, `containerfile` or `image` themselves."""
+    m = copy.deepcopy(m)
+    svc = compose.target
+    if svc.build_context is not None and "target" not in chosen and "image" not in chosen:
+        m["target"] = str(svc.build_context)
+        m["containerfile"] = chosen.get("containerfile", svc.dockerfile)
+    elif svc.build_context is None and svc.image and "target" not in chosen:
+        m["image"] = chosen.get("image", svc.image)
+    m["build_args"] = {**svc.build_args, **m["build_args"]}
+    if "port" not in chosen and len(svc.ports) == 1:
+        m["port"] = svc.ports[0]
+    return m

@@ -6,8 +6,10 @@ overlay's files copied over it (the overlay wins; new files are allowed), then t
 edits applied in order. `case.toml`:
 
     why = "one sentence: which real failure this reproduces"
-    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate/stages.py)
+    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate/stages.py), or
+                                         # "config": the run must stop before any stage with a usage error
     verdict = ['regex', ...]             # each must match the headline of a verdict of that stage
+                                         # (for "config": the run's output)
     markers = "p1"                       # the child's -m expression (default "p1")
     [gate]                               # merged into the child's [tool.aidb-gate]
     startup_timeout_s = 12
@@ -62,7 +64,11 @@ DEFAULT_MARKERS = "p1"
 BASE_GATE: dict[str, Any] = {"ca_bundle": "auto"}
 
 #: Keys of [tool.aidb-gate] that the corpus sets itself; a case may not override them.
-RESERVED_GATE_KEYS = {"target", "image", "reports_dir", "keep"}
+RESERVED_GATE_KEYS = {"target", "image", "reports_dir", "keep", "compose", "service"}
+#: The reference's stack as production defines it; a context that has it is gated through it.
+COMPOSE_FILE, COMPOSE_SERVICE = "compose.yml", "aidb"
+#: The pseudo-stage of a case the gate must refuse before any stage runs (bad configuration).
+CONFIG_STAGE = "config"
 
 #: Never copied from the reference into a build context.
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".mypy_cache")
@@ -152,8 +158,9 @@ def load_case(folder: Path) -> Case:
         raise bad("why", "must be one sentence saying which real failure this case reproduces")
 
     stage = data.get("stage")
-    if stage not in STAGES:
-        raise bad("stage", f"must be one of {STAGES} (the first stage the gate must fail), got {stage!r}")
+    if stage not in [*STAGES, CONFIG_STAGE]:
+        raise bad("stage", f"must be one of {STAGES} (the first stage the gate must fail) or {CONFIG_STAGE!r} (the "
+                           f"run must stop with a configuration error), got {stage!r}")
 
     verdict = data.get("verdict")
     if not isinstance(verdict, list) or not verdict or not all(isinstance(v, str) and v for v in verdict):
@@ -242,7 +249,10 @@ def apply_edit(context: Path, edit: Edit, label: str = "edit") -> None:
 def gate_table(case: Case, context: Path, reports_dir: Path | str = "reports") -> dict[str, Any]:
     """The child's [tool.aidb-gate]: the corpus base, the case's [gate], and target/reports_dir."""
     table = deep_merge(BASE_GATE, case.gate)
-    table["target"] = str(context)
+    if (context / COMPOSE_FILE).is_file():
+        table["compose"], table["service"] = str(context / COMPOSE_FILE), COMPOSE_SERVICE
+    else:
+        table["target"] = str(context)
     table["reports_dir"] = str(reports_dir)
     return table
 
@@ -294,8 +304,18 @@ def stage_of_nodeid(nodeid: str, summary: dict[str, Any]) -> str | None:
     return (summary.get("test_stages") or {}).get(nodeid)
 
 
-def judge(summary: dict[str, Any] | None, case: Case) -> list[str]:
-    """What the child run got wrong for this case, in words; [] when the gate behaved as expected."""
+def judge(summary: dict[str, Any] | None, case: Case, exit_code: int | None = None, output: str = "") -> list[str]:
+    """What the child run got wrong for this case, in words; [] when the gate behaved as expected.
+    A "config" case is judged on the child's exit code (4, pytest's usage error) and output."""
+    if case.stage == CONFIG_STAGE:
+        problems = []
+        if exit_code != 4:
+            problems.append(f"the child run's exit status is {exit_code}, expected 4 (a configuration error before any "
+                            "stage)")
+        problems += [f"the run's output does not match {p!r}" for p in case.verdict if not re.search(p, output)]
+        if summary is not None and summary.get("exit_status") == 0:
+            problems.append("the child run reported a pass")
+        return problems
     if summary is None:
         return ["the child run wrote no reports/summary.json (it stopped before any stage ran: a "
                 "configuration or engine error?)"]

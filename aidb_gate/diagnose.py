@@ -125,28 +125,39 @@ def listen_verdict(sockets: list[tuple[str, int]], port: int) -> str | None:
     return None
 
 
-#: Standard PostgreSQL server messages, and the Redis/Qdrant equivalents: (pattern, meaning).
-DEPENDENCY_ERRORS = [
-    (re.compile(r'password authentication failed for user "?([^"\s]+)"?'), "user", "password authentication failed for user `{0}`"),
-    (re.compile(r'role "([^"]+)" does not exist'), "user", "role `{0}` does not exist"),
-    (re.compile(r'database "([^"]+)" does not exist'), "db", "database `{0}` does not exist"),
-    (re.compile(r'no pg_hba\.conf entry for host "[^"]+", user "([^"]+)"'), "user", "no pg_hba entry for user `{0}`"),
-    (re.compile(r"(WRONGPASS|NOAUTH)[^\n]*"), None, "Redis refused the password"),
+#: Refusals that belong to no dependency kind: a host the service names does not resolve.
+#: (pattern, endpoint key the matched value is compared with or None, meaning, owner or "").
+GENERIC_REFUSALS = [
     (re.compile(r"""(?:could not translate host name|Name or service not known|getaddrinfo failed)[^\n]*?"?([\w.-]+)?"?"""),
-     None, "a host name does not resolve on the stack's network"),
+     None, "a host name does not resolve on the stack's network", ""),
 ]
 
 
-def dependency_mismatch(target_log: str, dep_logs: dict[str, str], provided: dict[str, dict[str, str]]) -> str | None:
+def refusals_of(kinds: dict[str, Any]) -> list[tuple[re.Pattern[str], str | None, str, str]]:
+    """Every running dependency's refusal patterns (its plug-in's REFUSALS), owned by its name,
+    then the generic ones. `kinds` maps a dependency's name to its plug-in module."""
+    found = [(re.compile(pattern), key, meaning, name)
+             for name, module in kinds.items() for pattern, key, meaning in getattr(module, "REFUSALS", ())]
+    return found + GENERIC_REFUSALS
+
+
+def dependency_mismatch(target_log: str, dep_logs: dict[str, str], provided: dict[str, dict[str, str]],
+                        refusals: list[tuple[re.Pattern[str], str | None, str, str]] | None = None) -> str | None:
     """Match a dependency's refusals (in its own log, or echoed by the service) to what the stack provides."""
+    if refusals is None:
+        from aidb_gate.services import plugin, registry
+
+        refusals = refusals_of({name: plugin(name) for name in provided if name in registry()})
     for source, text in [*dep_logs.items(), ("target", target_log)]:
-        for pattern, key, meaning in DEPENDENCY_ERRORS:
+        for pattern, key, meaning, owner in refusals:
+            if source != "target" and owner and owner != source:
+                continue  # one dependency's log is read with its own plug-in's patterns only
             m = pattern.search(text)
             if not m:
                 continue
             value = m.group(1) if m.groups() else ""
             said = meaning.format(value)
-            dep = source if source != "target" else "postgres" if key else ""
+            dep = source if source != "target" else owner
             if key and dep in provided and value and value != provided[dep].get(key):
                 names = {"user": "user", "db": "database"}
                 return (f"{dep}: {said}. The service uses {names[key]} `{value}`; the stack provides "
@@ -172,8 +183,26 @@ def last_progress(text: str) -> str:
     return own[-1].strip() if own else ""
 
 
+def outside_dependency(log_text: str, not_started: dict[str, list[str]]) -> str | None:
+    """A compose service the service's log names although it is outside its depends_on (so
+    neither compose nor the gate started it before the service): the missing dependency."""
+    for name, variables in not_started.items():
+        if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", log_text):
+            named = f" (named by {', '.join(variables)})" if variables else ""
+            return (f"the service reached for `{name}`{named}, a compose service that is not in its depends_on, so "
+                    f"it was not started first - nor by the gate. Add `{name}` to the service's depends_on (with "
+                    "condition: service_healthy where it has a healthcheck)")
+    return None
+
+
+def memory_limit(attrs: dict[str, Any]) -> int:
+    """The container's memory limit in bytes (0: none)."""
+    return int((attrs.get("HostConfig") or {}).get("Memory") or 0)
+
+
 def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, str],
-                 provided: dict[str, dict[str, str]]) -> Diagnosis:
+                 provided: dict[str, dict[str, str]], not_started: dict[str, list[str]] | None = None,
+                 refusals: list[tuple[re.Pattern[str], str | None, str, str]] | None = None) -> Diagnosis:
     """Why the target did not become ready, with the evidence."""
     try:
         attrs = api.inspect(engine, boot.container_id)
@@ -185,12 +214,20 @@ def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, s
         "state": ", ".join(f"{k}={v}" for k, v in state.items() if k != "pid"),
         "log": log_text or "(no output)",
     }
-    mismatch = dependency_mismatch(log_text, dep_logs, provided)
+    mismatch = (outside_dependency(log_text, not_started or {})
+                or dependency_mismatch(log_text, dep_logs, provided, refusals))
     if not state["running"]:
         ran = f" after {state['ran_for_s']:.1f} s" if state["ran_for_s"] is not None else ""
         head = f"the container exited with code {state['exit_code']}{ran}"
-        if state["oom_killed"]:
-            head += " - it was OOM-killed: raise its memory limit or lower its usage"
+        limit = memory_limit(attrs)
+        if state["oom_killed"] or (state["exit_code"] == 137 and limit):
+            # Podman on cgroup v1 reports OOMKilled=false for a kernel OOM kill; SIGKILL (137) under a
+            # memory limit, with nothing else killing it, is that kill.
+            cap = f" of {limit / 2**20:.0f} MiB" if limit else ""
+            verdict = (f"{head}: it was killed (SIGKILL) by the kernel's OOM killer at its memory limit{cap} while "
+                       "starting - raise the limit (compose mem_limit / deploy.resources.limits.memory) or lower "
+                       "what the service loads at startup")
+            return Diagnosis(verdict, evidence)
         if state["restart_count"]:
             head += f", after {state['restart_count']} restart(s)"
         if not log_text.strip():

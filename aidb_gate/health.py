@@ -186,3 +186,11 @@ def check_metrics(reply: Reply) -> list[str]:
     if not any(f.samples for f in families):
         return [f"{reply.path}: no samples exposed"]
     return []
+
+
+def healthcheck_verdict(healthcheck: Any, where: str, result: Any) -> str:
+    """The verdict for a declared healthcheck that does not pass on a ready service."""
+    return (f"{where} never passed on the ready service ({result.attempts} tries in {result.elapsed_s:.0f} s): "
+            f"`{healthcheck.quoted()}`; last result: {str(result.value or result.last_error).strip()[:600] or '(no output)'}. "
+            "Production's engine would mark the container unhealthy (and a `service_healthy` dependant would never "
+            "start): fix the command, or the endpoint and text it expects.")

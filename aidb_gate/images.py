@@ -43,6 +43,8 @@ class ImageInfo:
     image_id: str
     seconds: float = 0.0
     log_path: Path | None = None
+    #: The image production names (the configured or compose one) when another stood in for it.
+    wanted: str = ""
 
     @property
     def is_official(self) -> bool:
@@ -105,6 +107,8 @@ def run_build(
             "give a prebuilt image with --gate-image."
         )
     cmd = [engine.cli, "build", "-t", tag]
+    if engine.kind == "podman":
+        cmd += ["--format", "docker"]  # Podman's default (OCI) drops HEALTHCHECK, which the gate runs
     if containerfile:
         cmd += ["-f", str(containerfile)]
     for key, value in (build_args or {}).items():
@@ -209,7 +213,7 @@ def provision(
     tag = f"localhost/aidb-gate/{recipe}:r-{digest}"
     found = image_id(engine, tag)
     if found:
-        return ImageInfo(role, tag, "recipe (cached)", found)
+        return ImageInfo(role, tag, "recipe (cached)", found, wanted=configured)
     if progress:
         progress(f"{role}: {configured} cannot be pulled ({why}); building recipe {folder.name} as {tag}")
     log_path = log_dir / f"build-{role}.log"
@@ -221,7 +225,8 @@ def provision(
     if code != 0:
         tail = "".join(text.splitlines(keepends=True)[-25:])
         raise ImageError(f"Building the {role} recipe image {tag} failed (exit {code}). Last lines of {log_path}:\n{tail}")
-    return ImageInfo(role, tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)
+    return ImageInfo(role, tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path,
+                     wanted=configured)
 
 
 #: Every target image the gate builds lives under this repository prefix (see build.target_tag).

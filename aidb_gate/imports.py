@@ -95,19 +95,22 @@ def explain_import_error(traceback: str) -> str:
 
 
 def run_py(engine: Engine, image: str, interp: str, args: list[str], env: dict[str, str],
-           labels: dict[str, str]) -> tuple[int, str, str]:
-    return api.run_once(engine, image, [interp, *args], env=env, labels=labels)
+           labels: dict[str, str], volumes: dict[str, dict[str, str]] | None = None) -> tuple[int, str, str]:
+    return api.run_once(engine, image, [interp, *args], env=env, labels=labels, volumes=volumes)
 
 
 def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[str, str],
-                  modules: tuple[str, ...] = (), interpreter: str = "", pip_check: bool = True) -> ImportReport:
+                  modules: tuple[str, ...] = (), interpreter: str = "", pip_check: bool = True,
+                  volumes: dict[str, dict[str, str]] | None = None) -> ImportReport:
+    """Import every module inside the image, with the service's environment and (compose) secret
+    files, but no network: what fails here fails in the code or the image, not the stack."""
     report = ImportReport()
     # One container does everything (imports, then pip check); the next interpreter is tried only
     # when this one does not exist in the image.
     env = {**env, "AIDB_GATE_PIP_CHECK": "1" if pip_check else "0"}
     for interp in [interpreter] if interpreter else ["python3", "python"]:
         try:
-            code, out, err = run_py(engine, image, interp, ["-c", DRIVER, *modules], env, labels)
+            code, out, err = run_py(engine, image, interp, ["-c", DRIVER, *modules], env, labels, volumes)
         except Exception as exc:  # the engine refuses to start a missing executable
             code, out, err = 127, "", str(exc)
         if '"modules"' in out:

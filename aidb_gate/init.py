@@ -51,6 +51,36 @@ class Found:
     requirement_files: list[str] = field(default_factory=list)
     #: Python code or requirements in the repository: the imports stage has something to import.
     python: bool = True
+    #: The repository's compose file and the service in it that builds this repository, if any.
+    compose: str = ""
+    service: str = ""
+
+
+#: The names compose itself looks for, in its order.
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def compose_service(root: Path) -> tuple[str, str]:
+    """(compose file, service) when the repository's compose file has exactly one service built
+    from the repository itself; ("", "") otherwise (no file, no such service, or several)."""
+    from aidb_gate.compose import ComposeError, _load_yaml
+
+    for name in COMPOSE_FILES:
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            services = _load_yaml(path)["services"]
+        except ComposeError:
+            return "", ""
+        built = []
+        for svc, spec in services.items():
+            build = spec.get("build") if isinstance(spec, dict) else None
+            context = build if isinstance(build, str) else build.get("context", ".") if isinstance(build, dict) else None
+            if isinstance(context, str) and "$" not in context and (root / context).resolve() == root:
+                built.append(svc)
+        return (name, built[0]) if len(built) == 1 else ("", "")
+    return "", ""
 
 
 def exposed_port(containerfile: Path) -> int | None:
@@ -121,7 +151,9 @@ def survey(root: Path) -> Found:
         deps = {dep: dep in named or any(_normal(c) in names for c in clients) for dep, clients in CLIENTS.items()}
     else:
         deps = dict.fromkeys(CLIENTS, True)  # nothing to read: the contract's stack, as documented
-    return Found(containerfile, exposed_port(containerfile), deps, files, python=bool(names) or python_code)
+    compose, service = compose_service(root)
+    return Found(containerfile, exposed_port(containerfile), deps, files, python=bool(names) or python_code,
+                 compose=compose, service=service)
 
 
 def _toml(value: object) -> str:
@@ -135,9 +167,13 @@ def _line(setting: str, comment: str) -> str:
 def starter_table(found: Found, root: Path) -> str:
     """The `[tool.aidb-gate]` text for this service, with the keys a user most often changes."""
     lines = ["[tool.aidb-gate]",
-             "# Written by `aidb-gate init`. Every key and its default: the aidb-gate README, \"Configuration\".",
-             _line('target = "."', "the build context"),
-             f'containerfile = "{found.containerfile.relative_to(root).as_posix()}"']
+             "# Written by `aidb-gate init`. Every key and its default: the aidb-gate README, \"Configuration\"."]
+    if found.compose:
+        lines.append(_line(f'compose = "{found.compose}"', "the stack as production defines it"))
+        lines.append(_line(f'service = "{found.service}"', "the service built from this repository"))
+    else:
+        lines.append(_line('target = "."', "the build context"))
+        lines.append(f'containerfile = "{found.containerfile.relative_to(root).as_posix()}"')
     port = found.port or DEFAULTS["port"]
     why = "EXPOSEd by the Containerfile" if found.port else "no EXPOSE found: set the port the service listens on"
     lines.append(_line(f"port = {port}", why))
@@ -161,6 +197,12 @@ def starter_table(found: Found, root: Path) -> str:
     lines.append("[tool.aidb-gate.data]")
     lines += [f"{k} = {_toml(DEFAULTS['data'][k])}" for k in ("documents", "create_path", "get_path", "search",
                                                               "search_path")]
+    if found.compose:
+        lines.append("")
+        lines.append(f"# The dependencies, the environment, secrets and limits are {found.compose}'s: the gate starts")
+        lines.append(f"# what `{found.service}` depends on. Values for its required variables, if the environment has")
+        lines.append("# none: [tool.aidb-gate.compose_variables] (names that look like secrets get random values).")
+        return "\n".join(lines) + "\n"
     seen = ", ".join(found.requirement_files) or "no requirements file"
     for dep, used in found.dependencies.items():
         lines.append("")

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aidb_gate import diagnose
+from aidb_gate import diagnose, services
 from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, seed, take_backup, verify_backup
-from aidb_gate.boot import Boot, boot_target
+from aidb_gate.boot import Boot, boot_target, image_healthcheck, image_owner
 from aidb_gate.build import BuildResult, build_target, find_containerfile
+from aidb_gate.compose import ComposeStack, Healthcheck
 from aidb_gate.config import GateConfig
 from aidb_gate.core.ahead import Ahead
 from aidb_gate.core.container import configure_testcontainers, host_port
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
+from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.run import Run
 from aidb_gate.engine import Engine, connect
 from aidb_gate.errors import GateError
@@ -45,7 +47,7 @@ from aidb_gate.keep import (
 )
 from aidb_gate.report import StageBook
 from aidb_gate.restore import Fingerprint, take_fingerprint
-from aidb_gate.services import Dependency
+from aidb_gate.services import Dependency, plugin
 from aidb_gate.stack import BaseImage, Stack, provision_images, start_stack
 
 
@@ -92,7 +94,24 @@ def backup_facts(backup: BackupRun, restore: RestoreRun | None) -> dict[str, dic
 
 
 
-# -- a kept stack (--gate-keep): how to reach it, without printing a secret ---------------------
+def compose_facts(compose: ComposeStack) -> dict[str, Any]:
+    """What the reviewer must know about how the gated stack differs from the compose file's."""
+    facts: dict[str, Any] = {"file": str(compose.path), "service": compose.target.name,
+                             "started": ", ".join(compose.dependencies) or "(no dependencies)"}
+    if compose.not_started:
+        facts["not started (outside depends_on)"] = {
+            name: ("named by " + ", ".join(vars_) if vars_ else "not named by the service's environment")
+            for name, vars_ in compose.not_started.items()}
+    replaced = compose.replaced_mounts()
+    if replaced:
+        facts["mounts replaced"] = replaced
+    if compose.generated:
+        facts["random per-run values"] = ", ".join(sorted(compose.generated))
+    if compose.unset:
+        facts["unset variables (empty, as compose does)"] = ", ".join(compose.unset)
+    return facts
+
+
 
 class GateSession:
     """Lazily runs the gate's pipeline for one run and remembers every result and log."""
@@ -112,7 +131,11 @@ class GateSession:
         self.engine: Engine | None = None
         self._base: BaseImage | None = None
         self._cache: dict[str, Any] = {}
-        self.api_key = self.run.secret()
+        #: The host side of compose mounts and secrets, made per run and removed by close().
+        self.mounts = MountPlan(self.run, self._make_volume)
+        for value in cfg.compose.generated.values() if cfg.compose else ():
+            self.run.redactor.add(value)
+        self.api_key = self._api_key()
         self.reaped: Sweep | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -123,6 +146,31 @@ class GateSession:
         #: Seconds of work done on the tests' behalf after the service is up (seeding, backup,
         #: restore, the restored service's boot): part of the critical path the bench reports.
         self.work: dict[str, float] = {}
+
+    def _api_key(self) -> str:
+        """The key the service accepts. Under a compose file it is whatever the file gives the
+        variable the contract names for it (`AIDB_API_KEY`): its value, or the per-run content of
+        the secret its `<VAR>_FILE` names; otherwise a fresh random key the gate hands over."""
+        compose = self.cfg.compose
+        if compose is None:
+            return self.run.secret()
+        env = compose.target.environment
+        for var in [v for v in [api_key_var(self.cfg)] if v]:
+            if env.get(var):
+                self.run.redactor.add(env[var])
+                return env[var]
+            path = env.get(f"{var}_FILE", "")
+            secret = next((s for s in compose.target.secrets if s.target == path), None)
+            if secret is not None:
+                return self.mounts.secret_value(secret.name)
+        return self.run.secret()
+
+    def _make_volume(self, name: str, labels: dict[str, str]) -> None:
+        client = self.connect().docker_client()
+        try:
+            client.volumes.create(name=name, labels=labels)
+        finally:
+            client.close()
 
     def prefetch_stack(self) -> None:
         """Provision dependency images and start the stack in the background (while the target
@@ -148,7 +196,8 @@ class GateSession:
             self.want_fresh(name, f"{name}-restored")
 
     def _restore_names(self) -> list[str]:
-        return [n for n in ("postgres", "qdrant") if n in self._enabled_names()]
+        """The dependencies whose plug-in has a data adapter (what a backup holds)."""
+        return [d.name for d in self.cfg.enabled_dependencies if plugin(d.kind).DATA]
 
     def _enabled_names(self) -> set[str]:
         return {d.name for d in self.cfg.enabled_dependencies}
@@ -268,6 +317,8 @@ class GateSession:
 
     def import_env(self) -> dict[str, str]:
         """The service's environment with every dependency pointing at a host that is not there."""
+        if self.cfg.compose is not None:
+            return dict(self.cfg.compose.target.environment)  # the imports container has no network
         fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
                          "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
                          "critical": str(d.critical).lower()} for d in self.cfg.enabled_dependencies}
@@ -279,7 +330,8 @@ class GateSession:
         def make() -> ImportReport:
             self.progress("imports: importing every module inside the image")
             return check_imports(self.connect(), image, self.import_env(), self.run.labels("imports"),
-                                 self.cfg.import_modules, self.cfg.import_interpreter, self.cfg.pip_check)
+                                 self.cfg.import_modules, self.cfg.import_interpreter, self.cfg.pip_check,
+                                 volumes=self.secret_volumes("imports", image))
 
         report = self._once("imports", "imports", make)
         if report.error or report.failed or not report.pip_check_ok:
@@ -289,7 +341,7 @@ class GateSession:
     def stack(self) -> Stack:
         images = self.dependency_images()
         return self._once("stack", "dependencies",
-                          lambda: start_stack(self.run, self.cfg, images, self.log_dir, self.progress))
+                          lambda: start_stack(self.run, self.cfg, images, self.log_dir, self.mounts, self.progress))
 
     def fresh_dependency(self, name: str, role: str) -> Dependency:
         """A second, empty instance of a dependency on the run's network (e.g. a restore target).
@@ -302,37 +354,87 @@ class GateSession:
         return self._start_fresh(name, role)
 
     def _start_fresh(self, name: str, role: str) -> Dependency:
-        from aidb_gate.stack import SERVICES
-
         images, stack = self.dependency_images(), self.stack()
         if role in stack.extra or role in stack.deps:
             raise GateError(f"A {name} instance with role {role!r} already runs in run {self.run.id}; "
                             "give each fresh instance its own role.", stage="dependencies")
-        dep = SERVICES[name].start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
-                                   role=role)
+        dep = services.start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
+                             role=role, mounts=self.mounts)
         stack.extra[role] = dep
         return dep
 
-    def boot_against(self, endpoints: dict[str, dict[str, str]], role: str) -> Boot:
-        """Boot another instance of the target against the given dependency endpoints."""
-        image, stack = self.target_image(), self.stack()
-        env = self.cfg.render_env(endpoints, self.api_key)
-        return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role, hosts=stack.hosts())
+    def boot_against(self, fresh: dict[str, Dependency], role: str) -> Boot:
+        """Boot another instance of the target against fresh instances of some dependencies.
 
-    def target_env(self) -> dict[str, str]:
-        return self.stack().target_env(self.cfg, self.api_key)
+        The fresh instances answer to the original names too (an /etc/hosts entry), so a service
+        whose compose environment names `postgres` reaches the fresh one unchanged."""
+        image, stack = self.target_image(), self.stack()
+        endpoints = {**stack.endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}
+        env = self.target_env(endpoints)
+        hosts = {**stack.hosts(), **{n: d.ip for n, d in fresh.items()}}
+        return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role, hosts=hosts,
+                           runtime=self.runtime(role, image))
+
+    def target_env(self, endpoints: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+        """The service's environment: its compose environment as written, or the contract's
+        templates filled from the running dependencies."""
+        if self.cfg.compose is not None:
+            return dict(self.cfg.compose.target.environment)
+        return self.cfg.render_env(self.stack().endpoints() if endpoints is None else endpoints, self.api_key)
+
+    def secret_volumes(self, role: str, image: str) -> dict[str, dict[str, str]] | None:
+        """The compose secrets alone, as docker-py volumes (the imports check needs no data)."""
+        compose = self.cfg.compose
+        if compose is None or not compose.target.secrets:
+            return None
+        owner = image_owner(self.connect(), image, compose.target.user)
+        made = self.mounts.kwargs(role, (), compose.target.secrets, owner=owner).get("volumes", [])
+        return {host: {"bind": bind, "mode": mode} for host, bind, mode in made}
+
+    def runtime(self, role: str, image: str) -> dict[str, Any]:
+        """docker-py run options the compose file gives the service: mounts and secrets (per-run
+        copies), memory and CPU limits, security options, user, read-only root, tmpfs."""
+        compose = self.cfg.compose
+        if compose is None:
+            return {}
+        svc = compose.target
+        out: dict[str, Any] = self.mounts.kwargs(role, svc.mounts, svc.secrets, owner=image_owner(self.connect(), image,
+                                                                                                   svc.user))
+        if svc.tmpfs:
+            out["tmpfs"] = {**out.get("tmpfs", {}), **svc.tmpfs}
+        if svc.mem_limit:
+            out["mem_limit"] = svc.mem_limit
+        if svc.cpus:
+            out["nano_cpus"] = int(svc.cpus * 1e9)
+        if svc.security_opt:
+            out["security_opt"] = list(svc.security_opt)
+        if svc.user:
+            out["user"] = svc.user
+        if svc.read_only:
+            out["read_only"] = True
+        return out
 
     def boot(self) -> Boot:
         image, stack, env = self.target_image(), self.stack(), self.target_env()
 
         def make() -> Boot:
             self.progress(f"booting {image}")
-            return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, hosts=stack.hosts())
+            return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, hosts=stack.hosts(),
+                               runtime=self.runtime("target", image))
 
         boot = self._once("boot", "boot", make)
         if not boot.ready:
             self.stages.mark_failed("boot")
         return boot
+
+    def service_healthcheck(self) -> tuple[Healthcheck | None, str]:
+        """The service's own healthcheck and where it was declared: the compose file's, else the
+        image's HEALTHCHECK (kept because Podman builds use the docker format)."""
+        compose = self.cfg.compose
+        if compose is not None and compose.target.healthcheck is not None:
+            return compose.target.healthcheck, f"the healthcheck of `{compose.target.name}` in {compose.path.name}"
+        declared = image_healthcheck(self.connect(), self.target_image())
+        return declared, "the image's HEALTHCHECK"
 
     def boot_diagnosis(self) -> diagnose.Diagnosis:
         boot = self.boot()
@@ -340,7 +442,10 @@ class GateSession:
             stack = self.stack()
             dep_logs = {name: d.log.snapshot() for name, d in stack.deps.items()}
             provided = {name: d.endpoint() for name, d in stack.deps.items()}
-            self._cache["diagnosis"] = diagnose.explain_boot(self.connect(), boot, self.cfg.port, dep_logs, provided)
+            outside = self.cfg.compose.not_started if self.cfg.compose else {}
+            refusals = diagnose.refusals_of({name: plugin(d.kind) for name, d in stack.deps.items()})
+            self._cache["diagnosis"] = diagnose.explain_boot(self.connect(), boot, self.cfg.port, dep_logs, provided,
+                                                             outside, refusals)
         return self._cache["diagnosis"]
 
     def service_url(self) -> str:
@@ -357,9 +462,10 @@ class GateSession:
         if engine.cli is None:
             raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
                             stage="backup")
-        dsn = (f"host={dep.host} port={dep.host_port} user={dep.config.user} password={dep.secrets['password']} "
+        user, db = dep.extra["user"], dep.extra["db"]
+        dsn = (f"host={dep.host} port={dep.host_port} user={user} password={dep.secrets.get('password', '')} "
                "connect_timeout=10")
-        return PgTarget(engine.cli, dep.container_id, dep.config.user, dep.config.db, env=engine.env(), dsn=dsn)
+        return PgTarget(engine.cli, dep.container_id, user, db, env=engine.env(), dsn=dsn)
 
     @staticmethod
     def qdrant_target(dep: Dependency) -> QdrantTarget:
@@ -368,8 +474,10 @@ class GateSession:
         return QdrantTarget(url(dep), dep.secrets.get("api_key"))
 
     def targets(self, deps: dict[str, Dependency]) -> tuple[PgTarget | None, QdrantTarget | None]:
-        pg = self.pg_target(deps["postgres"]) if "postgres" in deps else None
-        q = self.qdrant_target(deps["qdrant"]) if "qdrant" in deps else None
+        """The data adapters of the dependencies whose plug-in has data (Postgres, Qdrant)."""
+        by_data = {plugin(d.kind).DATA: d for d in deps.values() if plugin(d.kind).DATA}
+        pg = self.pg_target(by_data["postgres"]) if "postgres" in by_data else None
+        q = self.qdrant_target(by_data["qdrant"]) if "qdrant" in by_data else None
         return pg, q
 
     def seeded(self) -> dict[str, Any]:
@@ -423,8 +531,7 @@ class GateSession:
             timings = restore_backup(backup.folder, pg, q)
             restored = take_fingerprint(pg, q)
             self.work["restore"] = time.monotonic() - begin
-            endpoints = {**self.stack().endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}
-            boot = self.boot_against(endpoints, role="target-restored")
+            boot = self.boot_against(fresh, role="target-restored")
             self.work["restored_boot"] = boot.seconds
             return RestoreRun(fresh, timings, restored, boot)
 
@@ -439,10 +546,14 @@ class GateSession:
             facts["engine"] = self.engine.description
         images = self._cache.get("images")
         if isinstance(images, dict):
-            facts["images"] = {k: f"{v.ref} ({v.source}, {v.image_id[:19]})" for k, v in images.items()}
+            facts["images"] = {k: (f"{v.wanted} -> stood in for by {v.ref} ({v.source}, {v.image_id[:19]})" if v.wanted
+                                   else f"{v.ref} ({v.source}, {v.image_id[:19]})") for k, v in images.items()}
+        if self.cfg.compose is not None:
+            facts["compose"] = compose_facts(self.cfg.compose)
         stack = self._cache.get("stack")
         if isinstance(stack, Stack):
             facts["dependency_ready_s"] = {n: round(d.ready_s, 3) for n, d in stack.deps.items()}
+            facts["dependency kinds"] = {n: d.kind for n, d in stack.deps.items()}
         boot = self._cache.get("boot")
         if isinstance(boot, Boot):
             facts["boot_s"] = round(boot.seconds, 3)
@@ -485,7 +596,7 @@ class GateSession:
         if isinstance(stack, Stack):
             for dep in [*stack.deps.values(), *stack.extra.values()]:
                 entry = KeptContainer(dep.name, dep.config.name, self.run.name(dep.name),
-                                      user=dep.config.user, db=dep.config.db)
+                                      user=dep.extra.get("user", ""), db=dep.extra.get("db", ""))
                 found.append((kept_port(entry, lambda d=dep: d.host_port),
                               {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))
         secrets = {k: v for _entry, values in found for k, v in values.items()}
@@ -528,6 +639,8 @@ class GateSession:
                 sweep = remove_run_quietly(client, self.run.id)
             finally:
                 client.close()
+        if not self.cfg.keep:
+            self.mounts.close()
         # Containers outlive the API service, so a kept stack survives this too.
         self.engine.close()
         return sweep

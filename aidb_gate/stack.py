@@ -13,15 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aidb_gate import services
 from aidb_gate.config import GateConfig
+from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork, run_network
 from aidb_gate.core.run import Run
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
-from aidb_gate.services import Dependency, postgres, qdrant, redis
-
-SERVICES = {"postgres": postgres, "redis": redis, "qdrant": qdrant}
+from aidb_gate.services import Dependency
 
 
 class BaseImage:
@@ -43,10 +43,12 @@ def provision_images(engine: Engine, cfg: GateConfig, log_dir: Path, base: BaseI
                      progress: Progress | None = None) -> dict[str, ImageInfo]:
     """An image for every enabled dependency, provisioned concurrently."""
     deps = cfg.enabled_dependencies
+    kinds = services.registry()
     for dep in deps:
-        if dep.name not in SERVICES:
+        if dep.kind not in kinds:
             raise GateError(f"`dependencies.{dep.name}` is not a service the gate knows "
-                            f"({', '.join(SERVICES)}); remove it or set enabled = false.", stage="config")
+                            f"({', '.join(k for k in kinds if k != services.GENERIC)}); remove it or set enabled = false.",
+                            stage="config")
     with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:
         futures = {
             d.name: pool.submit(provision, engine, d.name, d.image, d.recipe, base, log_dir, cfg.ca_bundle, progress)
@@ -65,6 +67,10 @@ class Stack:
     #: Further instances started by later stages (restore targets), by role.
     extra: dict[str, Dependency] = field(default_factory=dict)
 
+    def of_kind(self, kind: str) -> Dependency | None:
+        """The first running dependency a plug-in of this kind runs (e.g. the stack's Postgres)."""
+        return next((d for d in self.deps.values() if d.kind == kind), None)
+
     def endpoints(self) -> dict[str, dict[str, str]]:
         return {name: dep.endpoint() for name, dep in self.deps.items()}
 
@@ -77,22 +83,35 @@ class Stack:
 
 
 def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir: Path,
-                progress: Progress | None = None) -> Stack:
-    """Make the run's network and start every dependency at the same time."""
+                mounts: MountPlan, progress: Progress | None = None) -> Stack:
+    """Make the run's network and start the dependencies: side by side, except that one that
+    depends on another (compose depends_on) starts once that one is ready."""
     stack = Stack(run, run_network(run))
-    deps = cfg.enabled_dependencies
-    if progress:
-        progress("starting " + ", ".join(f"{d.name} ({images[d.name].source})" for d in deps))
+    deps = {d.name: d for d in cfg.enabled_dependencies}
+    after = _depends_on(cfg, set(deps))
+    if progress and deps:
+        progress("starting " + ", ".join(f"{name} ({images[name].source})" for name in deps))
+    pending = dict(deps)
     with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:
-        futures = {
-            d.name: pool.submit(SERVICES[d.name].start, run, stack.network, images[d.name], d, log_dir) for d in deps
-        }
-        errors = []
-        for name, fut in futures.items():
-            try:
-                stack.deps[name] = fut.result()
-            except Exception as err:
-                errors.append(err)
-    if errors:
-        raise errors[0]
+        while pending:
+            wave = [d for name, d in pending.items() if not after.get(name, set()) & set(pending)]
+            if not wave:  # load_compose refuses cycles; this only guards the loop
+                raise GateError(f"depends_on among {', '.join(pending)} never resolves", stage="dependencies")
+            futures = {d.name: pool.submit(services.start, run, stack.network, images[d.name], d, log_dir,
+                                           mounts=mounts) for d in wave}
+            errors = []
+            for name, fut in futures.items():
+                pending.pop(name)
+                try:
+                    stack.deps[name] = fut.result()
+                except Exception as err:
+                    errors.append(err)
+            if errors:
+                raise errors[0]
     return stack
+
+
+def _depends_on(cfg: GateConfig, names: set[str]) -> dict[str, set[str]]:
+    if cfg.compose is None:
+        return {}
+    return {name: set(svc.depends_on) & names for name, svc in cfg.compose.dependencies.items()}

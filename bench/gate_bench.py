@@ -98,8 +98,8 @@ def scale(rows: int, points: int) -> dict:
     result: dict = {"rows": rows, "points": points}
     try:
         stack = session.stack()
-        pg = session.pg_target(stack.deps["postgres"])
-        q = session.qdrant_target(stack.deps["qdrant"])
+        pg = session.pg_target(stack.of_kind("postgres"))
+        q = session.qdrant_target(stack.of_kind("qdrant"))
         log(f"loading {rows} rows")
         pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c",
                  "CREATE TABLE bench_rows (id bigserial PRIMARY KEY, title text, body text, score double precision, "

@@ -61,9 +61,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="build the target even when an image of the same context, Containerfile and args exists")
     group.addoption("--gate-config", metavar="FILE", help="a gate.toml to use instead of [tool.aidb-gate]")
     group.addoption("--gate-qdrant-image", metavar="REF", help="the Qdrant image to use (e.g. a real qdrant/qdrant)")
+    group.addoption("--gate-compose", metavar="FILE",
+                    help="the stack's compose file: gate one of its services with only what it depends on")
+    group.addoption("--gate-service", metavar="NAME", help="the compose service to gate (with --gate-compose)")
 
 
-GATE_OPTIONS = ("--gate-target", "--gate-image", "--gate-keep", "--gate-rebuild", "--gate-config", "--gate-qdrant-image")
+GATE_OPTIONS = ("--gate-target", "--gate-image", "--gate-keep", "--gate-rebuild", "--gate-config", "--gate-qdrant-image",
+                "--gate-compose", "--gate-service")
 
 
 def _options(config: pytest.Config) -> dict:
@@ -79,6 +83,11 @@ def _options(config: pytest.Config) -> dict:
         opts["dependencies"] = {"qdrant": {"image": qdrant_image}}
     if opts["target"]:
         opts["target"] = str(Path(opts["target"]).resolve())
+    compose, service = config.getoption("--gate-compose"), config.getoption("--gate-service")
+    if compose:
+        opts["compose"] = str(Path(compose).resolve())
+    if service:
+        opts["service"] = service
     return opts
 
 
@@ -322,8 +331,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         # Read by close() before the engine stopped; redacted in case an engine error quoted a secret.
         tr.write_line(gate.run.redactor(gate.keep_instructions()))
     elif sweep is not None:
-        tr.write_line(f"[aidb-gate] removed {len(sweep.containers)} container(s) and {len(sweep.networks)} "
-                      f"network(s) of run {gate.run.id}")
+        tr.write_line(f"[aidb-gate] removed {len(sweep.containers)} container(s), {len(sweep.networks)} "
+                      f"network(s) and {len(sweep.volumes)} volume(s) of run {gate.run.id}")
         for error in sweep.errors:
             tr.write_line(f"[aidb-gate] clean-up problem: {error}")
 

@@ -46,7 +46,7 @@ def test_dump_lists_the_data_of_every_table(gate, gate_backup, gate_stack):
     entry = gate_backup.manifest.get("postgres")
     if not entry:
         pytest.fail("postgres is enabled but the backup holds no dump", pytrace=False)
-    pg = gate.pg_target(gate_stack.deps["postgres"])
+    pg = gate.pg_target(gate_stack.of_kind("postgres"))
     carried = pg_backup.tables_with_data(pg, gate_backup.folder / entry["file"], entry.get("format", "custom"))
     missing = [t for t in gate_backup.before.postgres["tables"] if pg_backup.unquoted(t) not in carried]
     assert not missing, f"the dump carries no data for {missing}: it leaves them out"

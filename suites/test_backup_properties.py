@@ -56,7 +56,7 @@ ROWS = st.lists(ROW, max_size=20) | st.lists(st.fixed_dictionaries({
 @pytest.fixture(scope="module")
 def pg(gate, gate_stack):
     """The stack's Postgres, with a template database holding the property table."""
-    target = gate.pg_target(gate_stack.deps["postgres"])
+    target = gate.pg_target(gate_stack.of_kind("postgres"))
     pg_backup.drop_database(target, TEMPLATE)
     pg_backup.create_database(target, TEMPLATE)
     target.with_db(TEMPLATE).exec([
@@ -100,7 +100,7 @@ POINT_PAYLOADS = st.lists(st.dictionaries(TEXT, JSON, max_size=5), min_size=0, m
 @settings(PROPERTY, max_examples=40)
 @given(payloads=POINT_PAYLOADS)
 def test_qdrant_snapshot_round_trip_keeps_payloads_and_vectors(gate, gate_stack, tmp_path_factory, payloads):
-    q = gate.qdrant_target(gate_stack.deps["qdrant"])
+    q = gate.qdrant_target(gate_stack.of_kind("qdrant"))
     name = f"prop_{uuid.uuid4().hex[:10]}"
     q.result("PUT", f"/collections/{name}", json={"vectors": {"size": 8, "distance": "Dot"}})
     try:
@@ -126,7 +126,7 @@ def sample_backup(pg, gate, gate_stack, tmp_path_factory):
     pg_backup.create_database(pg, source.db, template=TEMPLATE)
     _insert(source, [{"body": f"row {i} ünï", "doc": {"i": i}, "big": i, "ratio": i / 3, "amount": None}
                      for i in range(50)])
-    q = gate.qdrant_target(gate_stack.deps["qdrant"])
+    q = gate.qdrant_target(gate_stack.of_kind("qdrant"))
     folder = tmp_path_factory.mktemp("corrupt") / "backup"
     take_backup(folder, source, q)
     yield folder, source
@@ -183,7 +183,7 @@ def test_backup_while_the_service_writes_is_consistent(gate, gate_stack, gate_ur
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        pg = gate.pg_target(gate_stack.deps["postgres"])
+        pg = gate.pg_target(gate_stack.of_kind("postgres"))
         folder = tmp_path / "backup"
         take_backup(folder, pg, None)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aidb_gate.boot import boot_problems
+from aidb_gate.compose import unmounted_secret_files
 from aidb_gate.core import api
 from aidb_gate.diagnose import container_state
 
@@ -18,6 +19,12 @@ def test_dependency_is_ready(gate_engine, gate_stack, dependency_name):
         f"{dependency_name} ({dep.image.ref}, {dep.image.source}) is {state['status']} "
         f"(restarts: {state['restart_count']}) after it was ready; its log ends with:\n{dep.log.snapshot()[-2000:]}"
     )
+
+
+@pytest.mark.gate_requires("compose")
+def test_secret_files_named_by_the_environment_are_mounted(gate_config):
+    problems = unmounted_secret_files(gate_config.compose.target)
+    assert not problems, "; ".join(problems)
 
 
 def test_service_becomes_ready_within_the_startup_budget(gate, gate_boot):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aidb_gate import health
+from aidb_gate.core.wait import run_healthcheck
 
 pytestmark = [pytest.mark.p1, pytest.mark.health]
 
@@ -26,15 +27,15 @@ def test_liveness(gate_url, gate_config):
 
 def test_readiness(gate_url, gate_config):
     reply = _get(gate_url, gate_config.health["ready"])
-    expected = {d.name: d.critical for d in gate_config.enabled_dependencies}
+    expected = {d.name: d.critical for d in gate_config.enabled_dependencies if d.reported}
     _judge(health.check_status(reply, 200), health.check_probe_body(reply, "readiness", {"healthy", "degraded"}),
            health.check_readiness_dependencies(reply, expected),
            health.check_budget(reply, gate_config.response_budget_ms), reply=reply)
 
 
-def test_readiness_reports_dependency_healthy(gate_url, gate_config, dependency_name):
+def test_readiness_reports_dependency_healthy(gate_url, gate_config, watched_dependency):
     reply = _get(gate_url, gate_config.health["ready"])
-    _judge(health.check_dependency_status(reply, dependency_name, "healthy"), reply=reply)
+    _judge(health.check_dependency_status(reply, watched_dependency, "healthy"), reply=reply)
 
 
 def test_startup_probe(gate_url, gate_config):
@@ -58,3 +59,14 @@ def test_legacy_health(gate_url, gate_config):
 def test_metrics(gate_url, gate_config):
     reply = _get(gate_url, gate_config.health["metrics"])
     _judge(health.check_status(reply, 200), health.check_metrics(reply), reply=reply)
+
+
+def test_service_healthcheck_passes(gate, gate_boot, gate_url, request):
+    """The healthcheck production's engine runs (compose's, else the image's) passes on a ready
+    service: one that never passes would keep every `service_healthy` dependant from starting."""
+    healthcheck, where = gate.service_healthcheck()
+    if healthcheck is None:
+        request.node.user_properties.append(("healthcheck", "none declared in the compose file or the image"))
+        return
+    result = run_healthcheck(gate_boot.container, healthcheck, deadline_s=max(3.0, healthcheck.retries))
+    assert result.ok, health.healthcheck_verdict(healthcheck, where, result)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from aidb_gate.compose import unmounted_secret_files
+
 # A service written in another language has nothing for a Python interpreter to import.
 pytestmark = [pytest.mark.p1, pytest.mark.imports, pytest.mark.gate_requires("imports.enabled")]
 
@@ -13,11 +15,15 @@ def test_image_has_a_python_interpreter(gate_imports):
     assert gate_imports.interpreter, "no Python interpreter found in the image"
 
 
-def test_every_module_imports(gate_imports):
+def test_every_module_imports(gate_imports, gate_config):
     assert not gate_imports.error, gate_imports.error
     failed = gate_imports.failed
+    # A module that reads its settings at import fails here when the stack's wiring is wrong:
+    # say so first, so the verdict blames the environment, not the code.
+    wiring = unmounted_secret_files(gate_config.compose.target) if gate_config.compose else []
     assert not failed, (
-        f"{len(failed)} of {len(gate_imports.modules)} modules fail to import inside the image "
+        ("".join(f"{problem}; " for problem in wiring) + "so " if wiring else "")
+        + f"{len(failed)} of {len(gate_imports.modules)} modules fail to import inside the image "
         f"({gate_imports.interpreter} {gate_imports.python_version}, WORKDIR {gate_imports.workdir}): "
         + "; ".join(f"`{m.module}`: {m.cause}" for m in failed)
         + "\n\n" + "\n\n".join(f"--- import {m.module} ---\n{m.traceback.strip()}" for m in failed)

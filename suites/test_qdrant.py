@@ -256,7 +256,7 @@ def qdrant_dep(gate_stack):
     if "qdrant" not in gate_stack.deps:
         pytest.fail("Qdrant is disabled in this configuration, so this test should have been deselected "
                     "(dependencies.qdrant.enabled = false)", pytrace=False)
-    return gate_stack.deps["qdrant"]
+    return gate_stack.of_kind("qdrant")
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ def run_once(
     labels: dict[str, str],
     timeout_s: float = 120,
     user: str | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
 ) -> tuple[int, str, str]:
     """Run argv as the entrypoint in a fresh, network-less container: (exit code, stdout, stderr)."""
     with client(engine) as api:
@@ -44,6 +45,8 @@ def run_once(
                                       labels=labels, network_mode="none", detach=True)
         if user:
             kwargs["user"] = user
+        if volumes:
+            kwargs["volumes"] = volumes
         container = api.containers.create(image, **kwargs)
         try:
             container.start()

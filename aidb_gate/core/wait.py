@@ -100,3 +100,43 @@ class HttpProbe(WaitStrategy):
                 self.result,
                 exited=bool(exited["state"]),
             )
+
+
+def exec_with_timeout(container: Any, argv: list[str], timeout_s: float) -> tuple[int | None, str]:
+    """(exit code, output) of argv run inside a testcontainers container; (None, why) when it
+    does not finish in time. docker-py's exec has no timeout, so it runs in a daemon thread the
+    gate stops waiting for (the exec dies with the container at clean-up)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            code, output = container.get_wrapped_container().exec_run(argv)
+            box["result"] = (code, output.decode("utf-8", errors="replace") if isinstance(output, bytes) else str(output))
+        except Exception as err:
+            box["result"] = (None, f"{type(err).__name__}: {err}")
+
+    thread = threading.Thread(target=call, name="healthcheck-exec", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return box.get("result", (None, f"the command did not finish within {timeout_s:g} s"))
+
+
+def run_healthcheck(container: Any, healthcheck: Any, deadline_s: float,
+                    stop: Callable[[], str | None] | None = None) -> PollResult:
+    """Run a compose healthcheck inside the container until it exits 0 or the deadline passes.
+    The gate tries every second rather than every `interval`: passing sooner than production
+    would see it changes no verdict, and a check that never passes still fails at the deadline.
+    `value` holds the last output, for the verdict."""
+    last: dict[str, str] = {"output": ""}
+    per_try = max(1.0, min(healthcheck.timeout_s, 30.0))
+
+    def check() -> bool:
+        code, output = exec_with_timeout(container, healthcheck.argv(), per_try)
+        last["output"] = f"exit {code}: {output.strip()}" if code is not None else output
+        return code == 0
+
+    result = poll_until(check, deadline_s, interval_s=1.0, stop=stop)
+    result.value = last["output"]
+    return result

@@ -1,27 +1,103 @@
-"""services: one module per backing service, each starting it with testcontainers.
+"""services: every dependency kind is one plug-in module behind one small interface.
 
-Every module exposes `start(run, network, image, dep, log_dir, role=None) -> Dependency`; `role`
-(default: the dependency's name) names the container, its network alias and its log, so a
-stage can start a second, fresh instance (a restore target) beside the first. The returned
-`Dependency` gives the in-network endpoint the target's environment is rendered from, the
-host-side port for the tests, and the log follower for the report.
+A plug-in is a module (in this package, or named by a `aidb_gate.dependencies` entry point) with:
+
+    KIND: str                  # its name: "postgres"
+    IMAGES: tuple[str, ...]    # image repositories it stands for: ("postgres", "pgvector/pgvector")
+    IMAGE: str                 # the official image used when the configuration names none
+    RECIPE: str                # the local recipe under fixtures/images/ ("" = none)
+    PORT: int                  # the port it serves on
+    CRITICAL: bool             # whether a service's readiness should fail while it is down
+    FAULTS: tuple[str, ...]    # fault actions the faults stage may inject (stop, pause, kill)
+    DATA: str                  # the backup/restore/fingerprint adapter ("" = no data)
+    REFUSALS: tuple[(str, str | None, str), ...]  # (regex, endpoint field, meaning): a refused client
+    def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer
+    def is_ready(dependency: Dependency) -> bool
+
+`offer` says how the container runs (environment, command) and what it offers the service (the
+endpoint fields an env template or the gate's own data stages use). Under a compose file it
+reads them from the service's own environment, so the gate runs what production runs; without
+one it makes them up, with random per-run secrets. Any compose service whose image no plug-in
+stands for is the `generic` kind: started from its image, ready when its healthcheck passes
+(or its port answers), without data. Adding a kind means adding its module (and, if it needs
+one, its recipe); nothing else changes.
+
+`start` is the one way every dependency starts: labelled, named, at a fixed address and alias
+on the run's network, its port on loopback, its compose mounts made, and ready when its
+plug-in says so and, under `service_healthy`, when its compose healthcheck passes.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from aidb_gate.compose import Healthcheck, repository
 from aidb_gate.config import DependencyConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, host_port, publish_on_loopback
+from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
-from aidb_gate.core.wait import PollResult, poll_until
+from aidb_gate.core.wait import PollResult, poll_until, run_healthcheck
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
+
+GENERIC = "generic"
+ENTRY_POINT_GROUP = "aidb_gate.dependencies"
+#: Seconds a dependency may take to become ready (its healthcheck's own timing may ask for more).
+READY_DEADLINE_S = 120.0
+
+
+@dataclass(frozen=True)
+class Offer:
+    """How a dependency container runs, and what it offers the service under test."""
+
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    command: list[str] | None = None
+    #: Secret endpoint fields (password, api_key): redacted everywhere.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Other endpoint fields (db, user, url).
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@functools.cache
+def registry() -> dict[str, ModuleType]:
+    """{kind: plug-in module}: this package's modules, then installed entry points."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "KIND"):
+            found[module.KIND] = module
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        module = ep.load()
+        found[module.KIND] = module
+    return found
+
+
+def plugin(kind: str) -> ModuleType:
+    kinds = registry()
+    if kind not in kinds:
+        raise GateError(f"No dependency plug-in of kind {kind!r} is installed (known: {', '.join(sorted(kinds))}).",
+                        stage="config")
+    return kinds[kind]
+
+
+def kind_for_image(ref: str) -> str:
+    """The plug-in that stands for an image (`pgvector/pgvector:0.8.1-pg18` -> postgres), else generic."""
+    repo = repository(ref)
+    for kind, module in registry().items():
+        if repo in getattr(module, "IMAGES", ()):
+            return kind
+    return GENERIC
 
 
 @dataclass
@@ -36,15 +112,19 @@ class Dependency:
     ready_s: float
     secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
-    #: One readiness check from the host (the service module's own); used after a fault.
+    #: One readiness check from the host (the plug-in's own); used after a fault.
     check: Callable[[Dependency], bool] | None = None
     #: The fixed address on the run's network (see core/network.py for why it is fixed).
     ip: str = ""
 
     def wait_ready(self, deadline_s: float = 60.0) -> PollResult:
-        """Poll the service's own readiness check until it passes or the deadline passes."""
+        """Poll the plug-in's readiness check until it passes or the deadline passes."""
         assert self.check is not None
         return poll_until(lambda: self.check(self), deadline_s, interval_s=0.2)
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
 
     @property
     def alias(self) -> str:
@@ -64,40 +144,83 @@ class Dependency:
 
     def endpoint(self) -> dict[str, str]:
         """What the target's env templates may name: `{postgres.host}` and friends."""
-        values = {
+        return {
             "host": self.alias,
             "port": str(self.config.port),
             "critical": "true" if self.config.critical else "false",
             **self.extra,
             **self.secrets,
         }
-        return values
 
 
-def start_container(container: Any, run: Run, ip: str, dep: DependencyConfig, image: ImageInfo,
-                    log_dir: Path, role: str, **fields: Any) -> Dependency:
-    """Start a testcontainers container made with `container_kwargs` (static address and alias on
-    the run's network) with its port on loopback and its own wait strategy; follow its logs."""
-    publish_on_loopback(container, dep.port)
+def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
+          role: str | None = None, mounts: MountPlan | None = None) -> Dependency:
+    """Start one dependency and wait until it is ready (see the module docstring)."""
+    from testcontainers.core.container import DockerContainer
+
+    role = role or dep.name
+    kind = plugin(dep.kind)
+    offer: Offer = kind.offer(dep, run.secret)
+    for value in offer.secrets.values():
+        run.redactor.add(value)
+    ip, attach = network.attach_kwargs(role)
+    runtime = mounts.kwargs(role, dep.mounts) if mounts is not None else {}
+    container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),
+                                name=run.name(role), docker_client_kw=client_kw(), **attach, **runtime)
+    if dep.port:
+        publish_on_loopback(container, dep.port)
     begin = time.monotonic()
+    log_path = log_dir / f"{role}.log"
     try:
         container.start()
     except Exception as err:
-        wrapped = container.get_wrapped_container()
-        tail = ""
-        if wrapped is not None:
-            tail = LogFollower(wrapped, log_dir / f"{role}.log", run.redactor).snapshot()[-2000:]
-        raise GateError(
-            f"The {role} dependency ({image.ref}, {image.source}) did not become ready: "
-            f"{run.redactor(str(err)).strip()[:500]}. Its log ends with:\n{tail or '(no output)'}",
-            stage="dependencies",
-        ) from None
-    follower = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
-    return Dependency(role, container, image, dep, follower, time.monotonic() - begin, ip=ip, **fields)
+        raise GateError(f"The {role} dependency ({image.ref}, {image.source}) did not start: "
+                        f"{run.redactor(str(err)).strip()[:500]}", stage="dependencies") from None
+    follower = LogFollower(container.get_wrapped_container(), log_path, run.redactor).start()
+    dependency = Dependency(role, container, image, dep, follower, 0.0, secrets=dict(offer.secrets),
+                            extra=dict(offer.extra), check=kind.is_ready, ip=ip)
+    _wait(dependency, kind, run)
+    dependency.ready_s = time.monotonic() - begin
+    return dependency
 
 
-def container_kwargs(run: Run, network: RunNetwork, role: str) -> tuple[str, dict[str, Any]]:
-    """(static address, constructor kwargs) of a dependency's testcontainers container: the run's
-    labels and name, the pinned client, and its place on the run's network."""
-    ip, attach = network.attach_kwargs(role)
-    return ip, {"labels": run.labels(role), "name": run.name(role), "docker_client_kw": client_kw(), **attach}
+def _stopped(container: Any) -> str | None:
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    if wrapped.status not in ("running", "created"):
+        return f"the container is {wrapped.status}"
+    return None
+
+
+def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
+    """Ready = the plug-in's check passes and, under service_healthy, the compose healthcheck too.
+
+    The healthcheck gets the time compose gives it before it calls a container unhealthy
+    (start_period + retries x interval), so a check that never passes fails as soon as it would
+    in production, and one that passes late but within that time is not failed."""
+    dep, container = dependency.config, dependency.container
+    result = poll_until(lambda: kind.is_ready(dependency), READY_DEADLINE_S, interval_s=0.25,
+                        stop=lambda: _stopped(container))
+    problem = "" if result.ok else (f"its readiness check did not pass within {READY_DEADLINE_S:.0f} s "
+                                    f"({result.last_error or 'no answer'})")
+    hc: Healthcheck | None = dep.healthcheck
+    if not problem and hc is not None and dep.condition == "service_healthy":
+        budget = max(5.0, hc.start_period_s + hc.retries * hc.interval_s)
+        health = run_healthcheck(container, hc, budget, stop=lambda: _stopped(container))
+        if not health.ok:
+            problem = (f"its compose healthcheck `{hc.quoted()}` never passed within {health.elapsed_s:.0f} s "
+                       f"(start_period + retries x interval), so a service that waits for it (condition: "
+                       f"service_healthy) never starts; last result: "
+                       f"{run.redactor(str(health.value or health.last_error)).strip()[:400] or '(none)'}")
+    if problem:
+        tail = dependency.log.snapshot()[-2000:]
+        raise GateError(f"The {dependency.name} dependency ({dependency.image.ref}, {dependency.image.source}) did not "
+                        f"become ready: {problem}. Its log ends with:\n{tail or '(no output)'}", stage="dependencies")
+
+
+def tcp_answers(dependency: Dependency) -> bool:
+    """The dependency's port accepts a TCP connection from the host."""
+    import socket
+
+    with socket.create_connection((dependency.host, dependency.host_port), timeout=2):
+        return True

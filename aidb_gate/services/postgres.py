@@ -1,34 +1,49 @@
-"""postgres: PostgreSQL for the stack, through testcontainers' PostgresContainer.
+"""postgres: the PostgreSQL plug-in (the official image, pgvector's, or the local recipe).
 
-Guarantees: database and user come from the configuration (default `mcp`, as the seed
-found), the password is random per run, and the container is ready when `psql` inside it
-answers - the official image and the local recipe behave the same.
+Guarantees: under a compose file the server runs with the service's own `POSTGRES_*`
+environment, and the gate reads user, database and password from it as the official image
+does (user `postgres` and database = user when unset); without one, database and user come
+from the configuration (default `mcp`, as the seed found) and the password is random per run.
+Ready when a query over TCP from the host answers - the official image and the recipe alike.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import psycopg
-from testcontainers.community.postgres import PostgresContainer
 
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.run import Run
-from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, container_kwargs, start_container
+from aidb_gate.services import Dependency, Offer
+
+KIND = "postgres"
+IMAGES = ("postgres", "pgvector/pgvector")
+IMAGE = "docker.io/pgvector/pgvector:0.8.1-pg18"
+RECIPE = "postgres"
+PORT = 5432
+CRITICAL = True
+FAULTS = ("stop", "pause", "kill")
+DATA = "postgres"
+#: Standard server messages that mean it turned a client away: (pattern, the endpoint field its
+#: captured value is compared with, meaning). The diagnosis sets them against what the stack offers.
+REFUSALS = (
+    (r'password authentication failed for user "?([^"\s]+)"?', "user", "password authentication failed for user `{0}`"),
+    (r'role "([^"]+)" does not exist', "user", "role `{0}` does not exist"),
+    (r'database "([^"]+)" does not exist', "db", "database `{0}` does not exist"),
+    (r'no pg_hba\.conf entry for host "[^"]+", user "([^"]+)"', "user", "no pg_hba entry for user `{0}`"),
+)
 
 
-def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
-          role: str | None = None) -> Dependency:
-    role = role or dep.name
-    password = run.secret()
-    ip, kwargs = container_kwargs(run, network, role)
-    container = PostgresContainer(
-        image.ref, port=dep.port, username=dep.user, password=password, dbname=dep.db, driver=None, **kwargs,
-    )
-    return start_container(container, run, ip, dep, image, log_dir, role, check=is_ready,
-                           secrets={"password": password}, extra={"db": dep.db, "user": dep.user})
+def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
+    if dep.from_compose:
+        env = dict(dep.environment)
+        user = env.get("POSTGRES_USER") or "postgres"
+        db = env.get("POSTGRES_DB") or user
+        password = env.get("POSTGRES_PASSWORD", "")
+        return Offer(env, dep.command, {"password": password} if password else {}, {"db": db, "user": user})
+    password = secret()
+    env = {"POSTGRES_USER": dep.user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": dep.db}
+    return Offer(env, None, {"password": password}, {"db": dep.db, "user": dep.user})
 
 
 def is_ready(dependency: Dependency) -> bool:
@@ -38,6 +53,5 @@ def is_ready(dependency: Dependency) -> bool:
 
 def dsn(dependency: Dependency, dbname: str | None = None) -> str:
     """A libpq connection string from the host, through the loopback port."""
-    cfg = dependency.config
-    return (f"host={dependency.host} port={dependency.host_port} dbname={dbname or cfg.db} user={cfg.user} "
-            f"password={dependency.secrets['password']} connect_timeout=5")
+    return (f"host={dependency.host} port={dependency.host_port} dbname={dbname or dependency.extra['db']} "
+            f"user={dependency.extra['user']} password={dependency.secrets.get('password', '')} connect_timeout=5")

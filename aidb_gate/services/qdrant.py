@@ -1,39 +1,41 @@
-"""qdrant: Qdrant for the stack, real `qdrant/qdrant` or the local Qdrant-API recipe.
+"""qdrant: the Qdrant plug-in (real `qdrant/qdrant` or the local Qdrant-API recipe).
 
-Guarantees: the server requires a per-run API key (as a production Qdrant should), and the
-container is ready when `GET /readyz` answers 200 - a wait on HTTP, never on a log line, so the
-real image and the recipe are judged alike.
+Guarantees: under a compose file the server runs with the service's own environment, and the
+gate reads its API key from `QDRANT__SERVICE__API_KEY` (none when production sets none);
+without one, the server requires a per-run API key, as a production Qdrant should. Ready when
+`GET /readyz` answers 200 - a wait on HTTP, never on a log line, so the real image and the
+recipe are judged alike.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import requests
-from testcontainers.community.qdrant import QdrantContainer
-from testcontainers.core.wait_strategies import HttpWaitStrategy
 
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.run import Run
-from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, container_kwargs, start_container
+from aidb_gate.services import Dependency, Offer
+
+KIND = "qdrant"
+IMAGES = ("qdrant/qdrant",)
+IMAGE = "docker.io/qdrant/qdrant:v1.12.6"
+RECIPE = "qdrant-api"
+PORT = 6333
+CRITICAL = False
+FAULTS = ("stop", "pause", "kill")
+DATA = "qdrant"
+REFUSALS = ((r"(Invalid api-key|Must provide an API key)", None, "Qdrant refused the API key"),)
+
+API_KEY_VAR = "QDRANT__SERVICE__API_KEY"
 
 
-def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
-          role: str | None = None) -> Dependency:
-    role = role or dep.name
-    api_key = run.secret()
-    ip, kwargs = container_kwargs(run, network, role)
-    container = QdrantContainer(image.ref, rest_port=dep.port, api_key=api_key, **kwargs)
-    # Only REST is published: the recipe has no gRPC, and the gate never uses it.
-    container.ports.clear()
-    container.waiting_for(HttpWaitStrategy(dep.port, "/readyz").for_status_code(200).with_startup_timeout(120))
-    return start_container(
-        container, run, ip, dep, image, log_dir, role, check=is_ready,
-        secrets={"api_key": api_key},
-        extra={"url": f"http://{role}:{dep.port}"},
-    )
+def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
+    url = {"url": f"http://{dep.name}:{dep.port}"}
+    if dep.from_compose:
+        key = dep.environment.get(API_KEY_VAR, "")
+        return Offer(dict(dep.environment), dep.command, {"api_key": key} if key else {}, url)
+    key = secret()
+    return Offer({API_KEY_VAR: key}, None, {"api_key": key}, url)
 
 
 def url(dependency: Dependency) -> str:

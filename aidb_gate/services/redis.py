@@ -1,34 +1,44 @@
-"""redis: Redis for the stack, through testcontainers' RedisContainer (ready when PING answers).
+"""redis: the Redis plug-in (the official image or the local recipe).
 
-Guarantees: the server requires a per-run random password, as production should.
+Guarantees: under a compose file the server runs with the service's own command, and the gate
+reads the password from its `--requirepass` (none when it sets none, as production); without
+one, the server requires a per-run random password. Ready when PING answers.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import redis
-from testcontainers.community.redis import RedisContainer
 
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.run import Run
-from aidb_gate.images import ImageInfo
-from aidb_gate.services import Dependency, container_kwargs, start_container
+from aidb_gate.services import Dependency, Offer
+
+KIND = "redis"
+IMAGES = ("redis", "redis/redis-stack-server", "valkey/valkey", "bitnami/redis")
+IMAGE = "docker.io/library/redis:7"
+RECIPE = "redis"
+PORT = 6379
+CRITICAL = False
+FAULTS = ("stop", "pause", "kill")
+DATA = ""
+REFUSALS = ((r"(WRONGPASS|NOAUTH)[^\n]*", None, "Redis refused the password"),)
 
 
-def start(run: Run, network: Any, image: ImageInfo, dep: DependencyConfig, log_dir: Path,
-          role: str | None = None) -> Dependency:
-    role = role or dep.name
-    password = run.secret()
-    ip, kwargs = container_kwargs(run, network, role)
-    container = RedisContainer(image.ref, port=dep.port, password=password, **kwargs)
-    return start_container(container, run, ip, dep, image, log_dir, role, check=is_ready, secrets={"password": password})
+def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
+    if dep.from_compose:
+        command = list(dep.command) if dep.command else None
+        password = dep.environment.get("REDIS_PASSWORD", "")
+        if command and "--requirepass" in command[:-1]:
+            password = command[command.index("--requirepass") + 1]
+        return Offer(dict(dep.environment), command, {"password": password} if password else {}, {})
+    password = secret()
+    return Offer({}, ["redis-server", "--requirepass", password], {"password": password}, {})
 
 
 def is_ready(dependency: Dependency) -> bool:
-    client = redis.Redis(host=dependency.host, port=dependency.host_port, password=dependency.secrets["password"],
-                         socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis(host=dependency.host, port=dependency.host_port,
+                         password=dependency.secrets.get("password") or None, socket_timeout=2, socket_connect_timeout=2)
     try:
         return bool(client.ping())
     finally:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pg(deps_session):
-    target = deps_session.pg_target(deps_session.stack().deps["postgres"])
+    target = deps_session.pg_target(deps_session.stack().of_kind("postgres"))
     seed.create_probe_objects(target)
     seed.seed_every_table(target, rows=5)
     return target
@@ -28,7 +28,7 @@ def pg(deps_session):
 
 @pytest.fixture(scope="module")
 def qdrant(deps_session):
-    q = deps_session.qdrant_target(deps_session.stack().deps["qdrant"])
+    q = deps_session.qdrant_target(deps_session.stack().of_kind("qdrant"))
     q.result("PUT", "/collections/gate_probe", json={"vectors": {"size": 4, "distance": "Cosine"}})
     points = [{"id": i, "vector": [1.0, i, 0.5, -i], "payload": {"n": i, "text": seed.TEXT_SAMPLES[i % 7]}}
               for i in range(1, 30)]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_stack_postgres_is_18_and_has_pgvector(deps_session) -> None:
-    dep = deps_session.stack().deps["postgres"]
+    dep = deps_session.stack().of_kind("postgres")
     with psycopg.connect(dsn(dep), autocommit=True) as conn:
         major = conn.execute("SHOW server_version_num").fetchone()[0]
         assert int(major) // 10000 == 18, f"server_version_num {major}: production runs PostgreSQL 18"
@@ -36,7 +36,7 @@ def test_pg_dump_inside_the_container_matches_the_server(deps_session) -> None:
     """Backups run `pg_dump` inside the container: its major version must be the server's."""
     from aidb_gate.core import api
 
-    dep = deps_session.stack().deps["postgres"]
+    dep = deps_session.stack().of_kind("postgres")
     code, out, err = api.exec_in(deps_session.connect(), dep.container_id, ["pg_dump", "--version"])
     assert code == 0, err
     assert " 18." in out, out

@@ -102,8 +102,12 @@ def test_init_then_gate_a_service_repo_from_the_installed_wheel(installed: Path,
     assert (repo / ".github/workflows/aidb-gate.yml").is_file() and (repo / ".gitlab/aidb-gate.gitlab-ci.yml").is_file()
     assert "[tool.aidb-gate]" in (repo / "pyproject.toml").read_text()
 
+    text = (repo / "pyproject.toml").read_text()
+    assert 'compose = "compose.yml"' in text and 'service = "aidb"' in text, "init reads the repo's compose file"
+
     code, out, summary = _gate(installed, repo, f"wheel-{uuid.uuid4().hex[:6]}")
     assert code == 0, f"the gate did not pass in the user repo:\n{out}"
+    assert summary["evidence"]["compose"]["service"] == "aidb", summary["evidence"]
     assert " passed" in out and " skipped" not in out.splitlines()[-1], out
     assert summary["exit_status"] == 0 and summary["first_failure"] is None
     stages = {row["stage"] for row in summary["stages"]}
@@ -129,6 +133,8 @@ def test_a_service_of_another_shape_is_gated_after_the_user_adapts_the_starter(i
     then does what the README says - renames the variables, switches Qdrant and search off - and
     the gate passes with those checks deselected and named, none skipped."""
     repo = _user_repo(tmp_path, "notes-service")
+    for stack_file in ("compose.yml", "aidb.env", "init-schema.sql"):  # this one has no compose file
+        (repo / stack_file).unlink()
     (repo / "Containerfile").rename(repo / "Dockerfile")
     dockerfile = (repo / "Dockerfile").read_text().replace("EXPOSE 8091", "EXPOSE 8000").replace('"8091"', '"8000"')
     (repo / "Dockerfile").write_text(dockerfile)

@@ -67,3 +67,37 @@ def test_a_node_service_is_read_from_its_manifest_and_code(tmp_path: Path) -> No
     assert [d.name for d in cfg.enabled_dependencies] == ["postgres", "redis"]
     assert "package.json" in (tmp_path / "gate.toml").read_text()
     assert not cfg.raw["imports"]["enabled"], "no Python: the imports stage has nothing to import"
+
+
+COMPOSE = """
+services:
+  api:
+    build: {context: ., dockerfile: Dockerfile}
+    environment: {DATABASE_URL: "postgresql://app:${DB_PASSWORD:?}@db/app"}
+    depends_on: {db: {condition: service_healthy}}
+  db:
+    image: postgres:16
+    environment: {POSTGRES_USER: app, POSTGRES_PASSWORD: "${DB_PASSWORD:?}"}
+    healthcheck: {test: ["CMD-SHELL", "pg_isready -U app"]}
+  worker:
+    build: ./worker
+"""
+
+
+def test_a_compose_file_with_one_service_built_here_becomes_the_stack(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    (repo / "compose.yaml").write_text(COMPOSE)
+    init(repo)
+    text = (repo / "gate.toml").read_text()
+    assert 'compose = "compose.yaml"' in text and 'service = "api"' in text and "[tool.aidb-gate.env]" not in text
+    cfg = load_config(repo, environ={})
+    assert cfg.target == repo.resolve() and cfg.containerfile == "Dockerfile"
+    assert [(d.name, d.kind, d.condition) for d in cfg.enabled_dependencies] == [("db", "postgres", "service_healthy")]
+
+
+def test_a_compose_file_without_a_service_built_here_is_left_alone(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    (repo / "docker-compose.yml").write_text("services:\n  db:\n    image: postgres:16\n")
+    init(repo)
+    text = (repo / "gate.toml").read_text()
+    assert "compose =" not in text and 'target = "."' in text

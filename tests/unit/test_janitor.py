@@ -211,6 +211,7 @@ def kept_session(tmp_path):
 
     cfg = load_config(tmp_path, {"keep": True})
     session = GateSession(cfg, run=Run(id="keeptest"))
+    PG = {"user": "mcp", "db": "mcp"}  # what the Postgres plug-in offers
     engine = session.engine = FakeEngine()
     deps = cfg.dependencies
     stack = Stack(session.run, network=None)
@@ -218,10 +219,10 @@ def kept_session(tmp_path):
                                             ("redis", {"password": session.run.secret()}),
                                             ("qdrant", {"api_key": session.run.secret()})], start=41001):
         stack.deps[name] = Dependency(name, FakeContainer(port, engine), None, deps[name], FakeLog(), 0.1,
-                                      secrets=secrets)
+                                      secrets=secrets, extra=PG if name == "postgres" else {})
     stack.extra["postgres-restored"] = Dependency("postgres-restored", FakeContainer(41005, engine), None,
                                                   deps["postgres"], FakeLog(), 0.1,
-                                                  secrets={"password": session.run.secret()})
+                                                  secrets={"password": session.run.secret()}, extra=PG)
     session._cache["stack"] = stack
     session._cache["boot"] = Boot(FakeContainer(41000, engine), FakeLog(), cfg.port, ready=True, seconds=1.0)
     return session

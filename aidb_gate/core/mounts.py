@@ -1,0 +1,103 @@
+"""mounts: the run's own copies of what a compose file mounts, and nothing of the user's.
+
+Guarantees: a bind mount inside the compose project is mounted read-only from a per-run copy
+(so the gate never writes into the user's tree), every named or outside volume is a fresh
+volume labelled with the run (the janitor removes it), a tmpfs stays a tmpfs, and every compose
+secret is a per-run random file, mounted read-only at its target with its mode. The per-run
+folder is private (0700) and removed by `close()`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aidb_gate.compose import Mount, Secret
+from aidb_gate.core.run import Run
+
+
+class MountPlan:
+    """Makes the host side of one run's mounts and the docker-py kwargs that use them."""
+
+    def __init__(self, run: Run, volume_factory: Callable[[str, dict[str, str]], Any]):
+        self.run = run
+        self._make_volume = volume_factory
+        self._folder: Path | None = None
+        self._lock = threading.Lock()
+        self._count = 0
+        #: {secret name: per-run value}, one value per compose secret for the whole run.
+        self.secret_values: dict[str, str] = {}
+
+    @property
+    def folder(self) -> Path:
+        with self._lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix=f"aidb-gate-{self.run.id}-"))
+                os.chmod(self._folder, 0o700)
+            return self._folder
+
+    def _next(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count
+
+    def secret_value(self, name: str) -> str:
+        with self._lock:
+            if name not in self.secret_values:
+                self.secret_values[name] = self.run.secret()
+            return self.secret_values[name]
+
+    def kwargs(self, role: str, mounts: tuple[Mount, ...], secrets: tuple[Secret, ...] = (),
+               owner: tuple[int, int] | None = None) -> dict[str, Any]:
+        """testcontainers `volumes` ((host, container path, mode) tuples) and docker-py `tmpfs`."""
+        volumes: dict[str, dict[str, str]] = {}
+        tmpfs: dict[str, str] = {}
+        for mount in mounts:
+            if mount.kind == "tmpfs":
+                tmpfs[mount.target] = ""
+            elif mount.kind == "copy":
+                assert mount.source is not None
+                copy = self.folder / f"{role}-{self._next()}" / mount.source.name
+                copy.parent.mkdir(parents=True)
+                if mount.source.is_dir():
+                    shutil.copytree(mount.source, copy, symlinks=True)
+                elif mount.source.exists():
+                    shutil.copy2(mount.source, copy)
+                else:  # compose creates a missing bind source as a folder
+                    copy.mkdir()
+                volumes[str(copy)] = {"bind": mount.target, "mode": "ro"}
+            else:
+                name = self.run.name(f"{role}-vol{self._next()}")
+                self._make_volume(name, self.run.labels(role))
+                volumes[name] = {"bind": mount.target, "mode": "rw"}
+        for secret in secrets:
+            path = self.folder / "secrets" / f"{role}-{secret.name}"
+            path.parent.mkdir(exist_ok=True, mode=0o700)
+            path.write_text(self.secret_value(secret.name))
+            uid = int(secret.uid) if secret.uid.isdigit() else owner[0] if owner else None
+            gid = int(secret.gid) if secret.gid.isdigit() else owner[1] if owner else None
+            mode = secret.mode
+            try:
+                if uid is not None:
+                    os.chown(path, uid, gid if gid is not None else -1)
+            except OSError:
+                mode |= 0o444  # rootless: the container's user cannot be made the owner
+            os.chmod(path, mode)
+            volumes[str(path)] = {"bind": secret.target, "mode": "ro"}
+        out: dict[str, Any] = {}
+        if volumes:
+            out["volumes"] = [(host, spec["bind"], spec["mode"]) for host, spec in volumes.items()]
+        if tmpfs:
+            out["tmpfs"] = tmpfs
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            folder, self._folder = self._folder, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
