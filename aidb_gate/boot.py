@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testcontainers.core.container import DockerContainer
 
@@ -21,7 +21,12 @@ from aidb_gate.config import GateConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, publish_on_loopback
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
+from aidb_gate.core.steps import Step
 from aidb_gate.core.wait import HttpProbe, NotReady
+
+if TYPE_CHECKING:
+    from aidb_gate.core.mounts import MountPlan
+    from aidb_gate.session import GateSession
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
@@ -74,6 +79,82 @@ def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env:
     boot.last_status = probe.last_status
     boot.boot_log = log.snapshot()
     return boot
+
+
+def service_env(cfg: GateConfig, endpoints: dict[str, dict[str, str]], api_key: str) -> dict[str, str]:
+    """The service's environment: its compose environment as written, or the contract's
+    templates filled from the running dependencies' endpoints."""
+    if cfg.compose is not None:
+        return dict(cfg.compose.target.environment)
+    return cfg.render_env(endpoints, api_key)
+
+
+def import_env(cfg: GateConfig, api_key: str) -> dict[str, str]:
+    """The service's environment for the imports check, which runs with no network: every
+    dependency the contract's templates name points at a host that is not there."""
+    if cfg.compose is not None:
+        return dict(cfg.compose.target.environment)
+    fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
+                     "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
+                     "critical": str(d.critical).lower()} for d in cfg.enabled_dependencies}
+    return cfg.render_env(fake, api_key)
+
+
+def wiring_problems(cfg: GateConfig) -> list[str]:
+    """What the service's environment names that its stack does not give it: a `*_FILE` variable
+    pointing into /run/secrets/ with no secret there (under a compose file, or from the templates)."""
+    from aidb_gate.compose import unmounted_secret_files
+
+    if cfg.compose is not None:
+        svc = cfg.compose.target
+        return unmounted_secret_files(svc.environment, svc.secrets, svc.name)
+    return unmounted_secret_files(cfg.env_templates, (), "the service")
+
+
+def secret_volumes(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str,
+                   image: str) -> dict[str, dict[str, str]] | None:
+    """The compose secrets alone, as docker-py volumes (the imports check needs no data)."""
+    compose = cfg.compose
+    if compose is None or not compose.target.secrets:
+        return None
+    owner = image_owner(engine, image, compose.target.user)
+    made = mounts.kwargs(role, (), compose.target.secrets, owner=owner).get("volumes", [])
+    return {host: {"bind": bind, "mode": mode} for host, bind, mode in made}
+
+
+def runtime_options(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, image: str) -> dict[str, Any]:
+    """docker-py run options the compose file gives the service: mounts and secrets (per-run
+    copies), memory and CPU limits, security options, user, read-only root, tmpfs."""
+    compose = cfg.compose
+    if compose is None:
+        return {}
+    svc = compose.target
+    out: dict[str, Any] = mounts.kwargs(role, svc.mounts, svc.secrets, owner=image_owner(engine, image, svc.user))
+    if svc.tmpfs:
+        out["tmpfs"] = {**out.get("tmpfs", {}), **svc.tmpfs}
+    if svc.mem_limit:
+        out["mem_limit"] = svc.mem_limit
+    if svc.cpus:
+        out["nano_cpus"] = int(svc.cpus * 1e9)
+    if svc.security_opt:
+        out["security_opt"] = list(svc.security_opt)
+    if svc.user:
+        out["user"] = svc.user
+    if svc.read_only:
+        out["read_only"] = True
+    return out
+
+
+def _boot(session: GateSession) -> Boot:
+    image, stack = session.target_image(), session.stack()
+    env = service_env(session.cfg, stack.endpoints(), session.api_key)
+    session.progress(f"booting {image}")
+    return boot_target(session.run, stack.network, image, session.cfg, env, session.log_dir, hosts=stack.hosts(),
+                       runtime=runtime_options(session.cfg, session.mounts, session.connect(), "target", image))
+
+
+#: The service booted on the run's network against the running stack.
+BOOT: Step[Boot] = Step("boot", "boot", _boot)
 
 
 def image_owner(engine: Any, image: str, user: str = "") -> tuple[int, int] | None:

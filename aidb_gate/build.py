@@ -19,6 +19,7 @@ from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.core import api
+from aidb_gate.core.steps import Step
 from aidb_gate.engine import Engine
 from aidb_gate.errors import BuildError, ImageError
 from aidb_gate.images import Progress, image_id, run_build, tree_hash, try_pull
@@ -171,3 +172,12 @@ def runs_as_root(user: str) -> bool:
     """An empty user, root, or uid 0 (with or without a group) runs as root."""
     name = user.split(":", 1)[0].strip()
     return name in ("", "root", "0")
+
+
+def _build(session: Any) -> BuildResult:
+    return build_target(session.connect(), session.cfg, session.log_dir, session.base_ref(), session.progress)
+
+
+#: The target image, built as production builds it (or the prebuilt one found). A failed build is
+#: a result the build stage judges, not an error.
+BUILD: Step[BuildResult] = Step("build", "build", _build)

@@ -125,6 +125,23 @@ class ComposeStack:
     def project_dir(self) -> Path:
         return self.path.parent
 
+    def facts(self) -> dict[str, Any]:
+        """How the gated stack differs from the file's, for the report's evidence (no values)."""
+        found: dict[str, Any] = {"file": str(self.path), "service": self.target.name,
+                                 "started": ", ".join(self.dependencies) or "(no dependencies)"}
+        if self.not_started:
+            found["not started (outside depends_on)"] = {
+                name: ("named by " + ", ".join(names) if names else "not named by the service's environment")
+                for name, names in self.not_started.items()}
+        replaced = self.replaced_mounts()
+        if replaced:
+            found["mounts replaced"] = replaced
+        if self.generated:
+            found["random per-run values"] = ", ".join(sorted(self.generated))
+        if self.unset:
+            found["unset variables (empty, as compose does)"] = ", ".join(self.unset)
+        return found
+
     def replaced_mounts(self) -> list[str]:
         """Each mount production makes that the gate replaced, in words, for the report."""
         return [f"{svc.name}: {m.target} ({m.replaces})" for svc in [self.target, *self.dependencies.values()]
@@ -630,14 +647,14 @@ def repository(ref: str) -> str:
     return repo.removeprefix("library/")
 
 
-def unmounted_secret_files(service: Service) -> list[str]:
-    """The service's `*_FILE` variables that name a file under /run/secrets/ which none of its
-    compose secrets puts there: the service will find no file (environment, not code)."""
-    given = {s.target for s in service.secrets}
+def unmounted_secret_files(environment: dict[str, str], secrets: tuple[Secret, ...], service: str) -> list[str]:
+    """The `*_FILE` variables that name a file under /run/secrets/ which none of the service's
+    secrets puts there: the service will find no file (environment, not code)."""
+    given = {s.target for s in secrets}
     found = []
-    for var, value in sorted(service.environment.items()):
+    for var, value in sorted(environment.items()):
         if var.endswith("_FILE") and value.startswith("/run/secrets/") and value not in given:
             have = ", ".join(sorted(given)) or "none"
-            found.append(f"`{var}` names {value}, but the compose file gives `{service.name}` no secret with that "
-                         f"target (its secrets: {have}): add the secret to the service's `secrets:`")
+            found.append(f"`{var}` names {value}, but no secret of `{service}` has that target (its secrets: "
+                         f"{have}): add the secret to the service's `secrets:` in the compose file")
     return found

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.core import api
+from aidb_gate.core.steps import Step
 from aidb_gate.engine import Engine
 
 TCP_LISTEN = "0A"
@@ -263,3 +264,18 @@ def _last_exception(log_text: str) -> str | None:
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*", line):
             return f"it raised {line[:300]}"
     return None
+
+
+def _diagnose_boot(session: Any) -> Diagnosis:
+    from aidb_gate.services import plugin
+
+    boot, stack, cfg = session.boot(), session.stack(), session.cfg
+    dep_logs = {name: d.log.snapshot() for name, d in stack.deps.items()}
+    provided = {name: d.endpoint() for name, d in stack.deps.items()}
+    outside = cfg.compose.not_started if cfg.compose else {}
+    refusals = refusals_of({name: plugin(d.kind) for name, d in stack.deps.items()})
+    return explain_boot(session.connect(), boot, cfg.port, dep_logs, provided, outside, refusals)
+
+
+#: Why the service did not boot, with the evidence (asked for only when it did not).
+BOOT_DIAGNOSIS: Step[Diagnosis] = Step("diagnosis", "boot", _diagnose_boot)

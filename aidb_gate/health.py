@@ -194,3 +194,14 @@ def healthcheck_verdict(healthcheck: Any, where: str, result: Any) -> str:
             f"`{healthcheck.quoted()}`; last result: {str(result.value or result.last_error).strip()[:600] or '(no output)'}. "
             "Production's engine would mark the container unhealthy (and a `service_healthy` dependant would never "
             "start): fix the command, or the endpoint and text it expects.")
+
+
+def declared_healthcheck(cfg: Any, engine: Any, image: str) -> tuple[Any, str]:
+    """The service's own healthcheck and where it was declared: the compose file's, else the
+    image's HEALTHCHECK (kept because Podman builds use the docker format); (None, ...) if none."""
+    from aidb_gate.boot import image_healthcheck
+
+    compose = cfg.compose
+    if compose is not None and compose.target.healthcheck is not None:
+        return compose.target.healthcheck, f"the healthcheck of `{compose.target.name}` in {compose.path.name}"
+    return image_healthcheck(engine, image), "the image's HEALTHCHECK"

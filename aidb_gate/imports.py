@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aidb_gate.core import api
+from aidb_gate.core.steps import Step
 from aidb_gate.engine import Engine
 
 #: Import names whose distribution on PyPI is named differently.
@@ -138,3 +140,17 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
         report.error = (f"no Python modules found in the image's working directory {report.workdir or '?'}. "
                         "Set WORKDIR in the Containerfile to the app's folder, or list `imports.modules`.")
     return report
+
+
+def _imports(session: Any) -> ImportReport:
+    from aidb_gate.boot import import_env, secret_volumes
+
+    image, cfg, engine = session.target_image(), session.cfg, session.connect()
+    session.progress("imports: importing every module inside the image")
+    return check_imports(engine, image, import_env(cfg, session.api_key), session.run.labels("imports"),
+                         cfg.import_modules, cfg.import_interpreter, cfg.pip_check,
+                         volumes=secret_volumes(cfg, session.mounts, engine, "imports", image))
+
+
+#: Every module imported inside the image, with the service's environment and secrets, no network.
+IMPORTS: Step[ImportReport] = Step("imports", "imports", _imports)

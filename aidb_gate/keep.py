@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.engine import Engine, service_dir
@@ -136,3 +137,43 @@ def render_keep(kept: KeptStack) -> str:
         lines.append("  (no container of this run was running when it ended)")
     lines.append(f"  remove it with: aidb-gate clean --run {kept.run_id}   (every kept stack: aidb-gate clean --kept)")
     return "\n".join(lines)
+
+
+def read_kept(session: Any, engine: Engine) -> KeptStack:
+    """Host ports of every kept container, read through the engine now (before a private API
+    service stops), and the secrets written to a 0600 file so the printed instructions never
+    carry them."""
+    from aidb_gate.boot import BOOT
+    from aidb_gate.core.container import host_port
+    from aidb_gate.restore import RESTORE
+    from aidb_gate.stack import STACK
+
+    run, cfg = session.run, session.cfg
+    found: list[tuple[KeptContainer, dict[str, str]]] = []
+    boots = [("target", session.finished(BOOT))]
+    restore = session.finished(RESTORE)
+    if restore is not None:
+        boots.append(("target-restored", restore.boot))
+    for role, boot in boots:
+        if boot is not None:
+            found.append((kept_port(KeptContainer(role, "service", run.name(role)),
+                                    lambda b=boot: host_port(b.container, b.port)),
+                          {"AIDB_API_KEY": session.api_key}))
+    stack = session.finished(STACK)
+    if stack is not None:
+        for dep in [*stack.deps.values(), *stack.extra.values()]:
+            entry = KeptContainer(dep.name, dep.config.name, run.name(dep.name),
+                                  user=dep.extra.get("user", ""), db=dep.extra.get("db", ""))
+            found.append((kept_port(entry, lambda d=dep: d.host_port),
+                          {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))
+    secrets = {k: v for _entry, values in found for k, v in values.items()}
+    kept = KeptStack(run.id, [entry for entry, _values in found], engine_cli(engine), health_url_path(cfg),
+                     cfg.auth.get("header") or "X-API-Key", api_key_var(cfg))
+    if secrets:
+        path = kept_secrets_file(run.id)
+        try:
+            write_secrets_file(path, run.id, secrets)
+            kept.secrets_file = path
+        except OSError as err:
+            kept.secrets_problem = f"the secrets file {path} could not be written: {err}"
+    return kept

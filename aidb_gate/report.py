@@ -298,6 +298,15 @@ def image_lines(evidence: dict) -> list[str]:
         lines.append(f"image {role}: {desc}")
     if evidence.get("target image"):
         lines.append(f"image target: {evidence['target image']}")
+    compose = evidence.get("compose") or {}
+    if compose:
+        lines.append(f"stack: {compose['file']}, service {compose['service']}; started: {compose['started']}")
+        for name, why in (compose.get("not started (outside depends_on)") or {}).items():
+            lines.append(f"not started (outside depends_on): {name}, {why}")
+        lines += [f"mount replaced: {mount}" for mount in compose.get("mounts replaced") or []]
+        for key in ("random per-run values", "unset variables (empty, as compose does)"):
+            if compose.get(key):
+                lines.append(f"{key}: {compose[key]}")
     return lines
 
 

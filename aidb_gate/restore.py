@@ -1,6 +1,9 @@
 """restore: prove that a backup restores without loss, into a fresh stack, and serves again.
 
-Guarantees: `compare_stacks` sets the original's fingerprint beside the restored one's and
+Guarantees: the `RESTORE` step restores the run's backup into fresh instances of every
+dependency that holds data (started in the background as soon as the stack is up), boots the
+service against them under the original host names, and keeps both for the comparisons;
+`compare_stacks` sets the original's fingerprint beside the restored one's and
 names every table, sequence, object, point, payload and vector that was lost or changed;
 `compare_service` asks the original and the restored service for the same documents and the
 same searches and names every difference. Exit codes are never trusted: a data-only or
@@ -9,8 +12,10 @@ single-schema dump exits 0 and still loses data, and these comparisons catch it.
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -18,6 +23,12 @@ from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.core.steps import Step
+
+if TYPE_CHECKING:
+    from aidb_gate.boot import Boot
+    from aidb_gate.services import Dependency
+    from aidb_gate.session import GateSession
 
 
 @dataclass
@@ -80,3 +91,37 @@ def _diff(before: Any, after: Any) -> str:
         keys = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
         return "; ".join(f"{k}: {before.get(k)!r:.80} -> {after.get(k)!r:.80}" for k in keys)
     return f"{before!r:.100} -> {after!r:.100}"
+
+
+@dataclass
+class RestoreRun:
+    """The backup restored into fresh dependencies, and the service booted against them."""
+
+    deps: dict[str, Dependency]
+    timings: dict[str, float]
+    fingerprint: Fingerprint
+    boot: Boot
+
+
+def _restore(session: GateSession) -> RestoreRun:
+    from aidb_gate.backup import restore_backup
+    from aidb_gate.backup.stage import data_targets
+
+    backup, stack = session.backup(), session.stack()
+    names = [n for n in session.restore_names() if n in stack.deps]
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        futures = {n: pool.submit(session.fresh_dependency, n, f"{n}-restored") for n in names}
+        fresh = {n: f.result() for n, f in futures.items()}
+    pg, q = data_targets(session.connect(), fresh)
+    session.progress(f"restore: into fresh {', '.join(names)}")
+    begin = time.monotonic()
+    timings = restore_backup(backup.folder, pg, q)
+    restored = take_fingerprint(pg, q)
+    session.work["restore"] = time.monotonic() - begin
+    boot = session.boot_against(fresh, role="target-restored")
+    session.work["restored_boot"] = boot.seconds
+    return RestoreRun(fresh, timings, restored, boot)
+
+
+#: The backup restored into fresh dependencies and the service booted against them.
+RESTORE: Step[RestoreRun] = Step("restore", "restore", _restore)

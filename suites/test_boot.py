@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate.boot import boot_problems
-from aidb_gate.compose import unmounted_secret_files
+from aidb_gate.boot import boot_problems, wiring_problems
 from aidb_gate.core import api
 from aidb_gate.diagnose import container_state
 
@@ -21,9 +20,8 @@ def test_dependency_is_ready(gate_engine, gate_stack, dependency_name):
     )
 
 
-@pytest.mark.gate_requires("compose")
 def test_secret_files_named_by_the_environment_are_mounted(gate_config):
-    problems = unmounted_secret_files(gate_config.compose.target)
+    problems = wiring_problems(gate_config)
     assert not problems, "; ".join(problems)
 
 

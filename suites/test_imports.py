@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate.compose import unmounted_secret_files
+from aidb_gate.boot import wiring_problems
 
 # A service written in another language has nothing for a Python interpreter to import.
 pytestmark = [pytest.mark.p1, pytest.mark.imports, pytest.mark.gate_requires("imports.enabled")]
@@ -20,7 +20,7 @@ def test_every_module_imports(gate_imports, gate_config):
     failed = gate_imports.failed
     # A module that reads its settings at import fails here when the stack's wiring is wrong:
     # say so first, so the verdict blames the environment, not the code.
-    wiring = unmounted_secret_files(gate_config.compose.target) if gate_config.compose else []
+    wiring = wiring_problems(gate_config)
     assert not failed, (
         ("".join(f"{problem}; " for problem in wiring) + "so " if wiring else "")
         + f"{len(failed)} of {len(gate_imports.modules)} modules fail to import inside the image "

@@ -293,7 +293,7 @@ def test_verdict_regexes_of_the_corpus_name_the_gates_own_words() -> None:
                "nothing listens", "The service uses user `", "startup did not complete", "readiness did not answer",
                "liveness answered", "without an API key returned", "modules fail to import", "exited with code",
                "cached health answer", "password authentication failed", "add the distribution `",
-               "never passed on the ready service", "no secret with that target", "OOM killer at its memory limit",
+               "never passed on the ready service", "has that target", "OOM killer at its memory limit",
                "a compose service that is not in its depends_on", "and the gate cannot provide it", "Set `compose_variables."]
     for case in map(corpus.load_case, corpus.discover()):
         for pattern in case.verdict:

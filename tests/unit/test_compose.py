@@ -1102,3 +1102,12 @@ def test_bundled_reference_stack_details(tmp_path):
     assert all(m.kind != "copy" or stack.project_dir in m.source.parents for svc in [target, *stack.dependencies.values()]
                for m in svc.mounts)
     assert stack.unset == ()
+
+
+def test_a_file_variable_into_run_secrets_needs_a_secret_with_that_target() -> None:
+    from aidb_gate.compose import Secret, unmounted_secret_files
+
+    env = {"API_KEY_FILE": "/run/secrets/api_key", "CERT_FILE": "/etc/ssl/cert.pem", "X": "/run/secrets/y"}
+    assert unmounted_secret_files(env, (Secret("api_key", "/run/secrets/api_key"),), "app") == []
+    problems = unmounted_secret_files(env, (), "app")
+    assert len(problems) == 1 and problems[0].startswith("`API_KEY_FILE` names /run/secrets/api_key, but no secret of `app`")

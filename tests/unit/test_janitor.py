@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from aidb_gate.core.run import Run, owner_alive, owner_token
+from aidb_gate.stack import STACK
 
 
 def test_this_process_is_alive_and_a_finished_one_is_not():
@@ -203,7 +204,7 @@ class FakeEngine:
 
 def kept_session(tmp_path):
     """A GateSession with --gate-keep whose stack and target 'run' on fake containers."""
-    from aidb_gate.boot import Boot
+    from aidb_gate.boot import BOOT, Boot
     from aidb_gate.config import load_config
     from aidb_gate.services import Dependency
     from aidb_gate.session import GateSession
@@ -223,8 +224,8 @@ def kept_session(tmp_path):
     stack.extra["postgres-restored"] = Dependency("postgres-restored", FakeContainer(41005, engine), None,
                                                   deps["postgres"], FakeLog(), 0.1,
                                                   secrets={"password": session.run.secret()}, extra=PG)
-    session._cache["stack"] = stack
-    session._cache["boot"] = Boot(FakeContainer(41000, engine), FakeLog(), cfg.port, ready=True, seconds=1.0)
+    session.steps.set(STACK, stack)
+    session.steps.set(BOOT, Boot(FakeContainer(41000, engine), FakeLog(), cfg.port, ready=True, seconds=1.0))
     return session
 
 
@@ -233,7 +234,7 @@ def test_keep_reads_every_port_before_the_engine_stops_and_prints_no_secret(tmp_
     assert session.close() is None
     assert session.engine.closed
     text = session.keep_instructions()  # after the engine closed: asks it nothing
-    secrets = [session.api_key, *(v for d in session._cache["stack"].deps.values() for v in d.secrets.values())]
+    secrets = [session.api_key, *(v for d in session.finished(STACK).deps.values() for v in d.secrets.values())]
     assert not any(s in text for s in secrets)
     for line in ("http://127.0.0.1:41000  (container aidb-gate-keeptest-target)",
                  'curl -H "X-API-Key: $AIDB_API_KEY" http://127.0.0.1:41000/health/ready',

@@ -1,0 +1,121 @@
+"""backup.stage: the backup stage's steps - seed the running stack, then back it up and verify.
+
+Guarantees: `SEEDED` writes documents through the service's API and rows straight into every
+table, once per run; `BACKUP` fingerprints the seeded data, takes the backup (the gate's own
+procedure, or the user's commands), verifies every artifact against its manifest and
+fingerprints again, so the restore stage can prove nothing was lost and the backup changed
+nothing. The data adapters come from the dependencies' plug-ins (`DATA`), never from names.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aidb_gate.backup import seed, take_backup, verify_backup
+from aidb_gate.backup.postgres import PgTarget
+from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.core.steps import Step
+from aidb_gate.errors import GateError
+from aidb_gate.restore import Fingerprint, take_fingerprint
+from aidb_gate.services import Dependency, plugin
+
+if TYPE_CHECKING:
+    from aidb_gate.engine import Engine
+    from aidb_gate.session import GateSession
+
+
+@dataclass
+class BackupRun:
+    """A backup of the seeded stack: where it is, what it holds, and the data it was taken from."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    before: Fingerprint
+    after: Fingerprint
+    seconds: float
+    problems: list[str]
+    seeded: dict[str, Any]
+
+
+def pg_target(engine: Engine, dep: Dependency) -> PgTarget:
+    """The Postgres data adapter of a running dependency (exec in its container, DSN from the host)."""
+    if engine.cli is None:
+        raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
+                        stage="backup")
+    user, db = dep.extra["user"], dep.extra["db"]
+    dsn = (f"host={dep.host} port={dep.host_port} user={user} password={dep.secrets.get('password', '')} "
+           "connect_timeout=10")
+    return PgTarget(engine.cli, dep.container_id, user, db, env=engine.env(), dsn=dsn)
+
+
+def qdrant_target(dep: Dependency) -> QdrantTarget:
+    """The Qdrant data adapter of a running dependency (REST from the host)."""
+    from aidb_gate.services.qdrant import url
+
+    return QdrantTarget(url(dep), dep.secrets.get("api_key"))
+
+
+def data_targets(engine: Engine, deps: dict[str, Dependency]) -> tuple[PgTarget | None, QdrantTarget | None]:
+    """The data adapters of the dependencies whose plug-in has data (its `DATA`)."""
+    by_data = {plugin(d.kind).DATA: d for d in deps.values() if plugin(d.kind).DATA}
+    pg = pg_target(engine, by_data["postgres"]) if "postgres" in by_data else None
+    q = qdrant_target(by_data["qdrant"]) if "qdrant" in by_data else None
+    return pg, q
+
+
+def _seed(session: GateSession) -> dict[str, Any]:
+    url, stack = session.service_url(), session.stack()
+    begin = time.monotonic()
+    pg, _ = data_targets(session.connect(), stack.deps)
+    data = session.cfg.data
+    docs = seed.seed_via_api(url, data, session.api_key, data["count"]) if data["documents"] else []
+    tables = {}
+    if pg is not None:
+        seed.create_probe_objects(pg)
+        tables = seed.seed_every_table(pg, data["rows_per_table"])
+    session.work["seed"] = time.monotonic() - begin
+    return {"documents": docs, "tables": tables}
+
+
+def _backup(session: GateSession) -> BackupRun:
+    seeded, stack, cfg = session.seeded(), session.stack(), session.cfg
+    started = time.monotonic()
+    pg, q = data_targets(session.connect(), stack.deps)
+    before = take_fingerprint(pg, q)
+    folder = cfg.reports_dir / "backup" / session.run.id
+    session.progress(f"backup: {before.summary} into {folder}")
+    begin = time.monotonic()
+    manifest = take_backup(folder, pg, q, cfg.backup_commands, cwd=cfg.root)
+    seconds = time.monotonic() - begin
+    problems = verify_backup(folder, pg)
+    after = take_fingerprint(pg, q)
+    session.work["backup"] = time.monotonic() - started
+    return BackupRun(folder, manifest, before, after, seconds, problems, seeded)
+
+
+#: Data written through the service's API and straight into every table.
+SEEDED: Step[dict[str, Any]] = Step("seeded", "backup", _seed)
+#: The seeded stack backed up and verified.
+BACKUP: Step[BackupRun] = Step("backup", "backup", _backup)
+
+
+def backup_facts(backup: BackupRun, restore_timings: dict[str, float] | None) -> dict[str, dict[str, Any]]:
+    """Per dependency: backup size and time, restore time, and the invariants that were checked."""
+    facts: dict[str, dict[str, Any]] = {}
+    pg = backup.manifest.get("postgres")
+    if pg:
+        facts["postgres"] = {"size_bytes": pg["size"], "backup_s": pg["duration_s"],
+                             "restore_s": round(restore_timings.get("postgres", 0), 3) if restore_timings else None,
+                             "invariants": "row count and ordered content hash of every table in every schema; "
+                                           "sequences; views; types; constraints; indexes; triggers; functions; "
+                                           "comments; large objects"}
+    q = backup.manifest.get("qdrant")
+    if q:
+        facts["qdrant"] = {"size_bytes": sum(c["size"] for c in q["collections"].values()), "backup_s": q["duration_s"],
+                           "restore_s": round(restore_timings.get("qdrant", 0), 3) if restore_timings else None,
+                           "invariants": "collections; vector config; every point's id, payload and vector; "
+                                         "sha256 against the server's checksum"}
+    return facts

@@ -1,0 +1,70 @@
+"""The step runner: each step once per run, even under concurrent callers; failures kept and booked."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from aidb_gate.core.steps import Step, StepRunner
+from aidb_gate.errors import GateError
+from aidb_gate.report import StageBook
+
+
+def _rows(book: StageBook) -> dict[str, str]:
+    return {row["stage"]: row["status"] for row in book.rows()}
+
+
+def test_a_step_runs_once_and_its_time_is_booked_under_its_stage() -> None:
+    calls = []
+    step = Step("build", "build", lambda session: calls.append(session) or "image:1")
+    book = StageBook()
+    runner = StepRunner(book)
+    assert runner.run(step, "s") == "image:1" and runner.run(step, "s") == "image:1"
+    assert calls == ["s"] and runner.result(step) == "image:1"
+    assert _rows(book)["build"] == "passed"
+
+
+def test_concurrent_callers_wait_for_the_one_run() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def make(_session: object) -> int:
+        calls.append(1)
+        started.set()
+        release.wait(5)  # held until the second caller is on its way
+        return 42
+
+    runner, step = StepRunner(StageBook()), Step("stack", "dependencies", make)
+    results: list[int] = []
+    callers = [threading.Thread(target=lambda: results.append(runner.run(step, None))) for _ in range(2)]
+    callers[0].start()
+    assert started.wait(5)
+    callers[1].start()
+    release.set()
+    for caller in callers:
+        caller.join(5)
+    assert results == [42, 42] and calls == [1]
+
+
+def test_a_failure_is_kept_so_every_caller_gets_the_same_error_and_the_stage_fails() -> None:
+    calls = []
+
+    def make(_session: object) -> None:
+        calls.append(1)
+        raise KeyError("half-made")
+
+    book = StageBook()
+    runner, step = StepRunner(book), Step("images", "images", make)
+    with pytest.raises(GateError, match="the images step failed: KeyError") as first:
+        runner.run(step, None)
+    with pytest.raises(GateError) as second:
+        runner.run(step, None)
+    assert first.value is second.value and calls == [1] and runner.result(step) is None
+    assert _rows(book)["images"] == "failed"
+
+
+def test_set_records_a_result_made_elsewhere() -> None:
+    runner, step = StepRunner(StageBook()), Step("boot", "boot", lambda _s: pytest.fail("must not run"))
+    runner.set(step, "booted")
+    assert runner.run(step, None) == "booted"
