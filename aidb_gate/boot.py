@@ -21,12 +21,11 @@ from aidb_gate.config import GateConfig
 from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, publish_on_loopback
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.core.wait import HttpProbe, NotReady
 
 if TYPE_CHECKING:
     from aidb_gate.core.mounts import MountPlan
-    from aidb_gate.session import GateSession
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
@@ -89,17 +88,6 @@ def service_env(cfg: GateConfig, endpoints: dict[str, dict[str, str]], api_key: 
     return cfg.render_env(endpoints, api_key)
 
 
-def import_env(cfg: GateConfig, api_key: str) -> dict[str, str]:
-    """The service's environment for the imports check, which runs with no network: every
-    dependency the contract's templates name points at a host that is not there."""
-    if cfg.compose is not None:
-        return dict(cfg.compose.target.environment)
-    fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
-                     "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
-                     "critical": str(d.critical).lower()} for d in cfg.enabled_dependencies}
-    return cfg.render_env(fake, api_key)
-
-
 def wiring_problems(cfg: GateConfig) -> list[str]:
     """What the service's environment names that its stack does not give it: a `*_FILE` variable
     pointing into /run/secrets/ with no secret there (under a compose file, or from the templates)."""
@@ -145,7 +133,7 @@ def runtime_options(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, 
     return out
 
 
-def _boot(session: GateSession) -> Boot:
+def _boot(session: Pipeline) -> Boot:
     image, stack = session.target_image(), session.stack()
     env = service_env(session.cfg, stack.endpoints(), session.api_key)
     session.progress(f"booting {image}")
@@ -168,20 +156,6 @@ def image_owner(engine: Any, image: str, user: str = "") -> tuple[int, int] | No
     if not uid.isdigit():
         return None
     return int(uid), int(gid) if gid.isdigit() else int(uid)
-
-
-def image_healthcheck(engine: Any, image: str) -> Any:
-    """The image's own HEALTHCHECK as a compose Healthcheck (None when it has none)."""
-    from aidb_gate.compose import Healthcheck
-    from aidb_gate.core import api
-
-    raw = (api.image_attrs(engine, image).get("Config") or {}).get("Healthcheck") or {}
-    test = raw.get("Test") or []
-    if not test or test[0] == "NONE":
-        return None
-    ns = 1e-9
-    return Healthcheck(tuple(test), interval_s=(raw.get("Interval") or 30e9) * ns, timeout_s=(raw.get("Timeout") or 30e9) * ns,
-                       retries=raw.get("Retries") or 3, start_period_s=(raw.get("StartPeriod") or 0) * ns)
 
 
 def boot_problems(log_text: str) -> list[str]:

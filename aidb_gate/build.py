@@ -19,7 +19,7 @@ from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.core import api
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
 from aidb_gate.errors import BuildError, ImageError
 from aidb_gate.images import Progress, image_id, run_build, tree_hash, try_pull
@@ -174,7 +174,7 @@ def runs_as_root(user: str) -> bool:
     return name in ("", "root", "0")
 
 
-def _build(session: Any) -> BuildResult:
+def _build(session: Pipeline) -> BuildResult:
     return build_target(session.connect(), session.cfg, session.log_dir, session.base_ref(), session.progress)
 
 

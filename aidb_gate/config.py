@@ -402,6 +402,11 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
                                os.environ if environ is None else environ)
         deps = compose_dependencies(compose, (chosen or {}).get("dependencies", {}))
         m = _compose_target(compose, m, chosen or {})
+    # Facts of the stack that switch checks on or off (`gate_requires("stack.…")`), derived, not set:
+    # a Qdrant that production runs without an API key cannot be checked for refusing bad keys.
+    m = {**m, "stack": {"qdrant_api_key": all(d.kind != "qdrant" or not d.from_compose
+                                              or bool(d.environment.get("QDRANT__SERVICE__API_KEY"))
+                                              for d in deps.values())}}
 
     for var, template in m["env"].items():
         for fld in _template_fields(template):

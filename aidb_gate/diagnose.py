@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.core import api
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
 
 TCP_LISTEN = "0A"
@@ -266,7 +266,7 @@ def _last_exception(log_text: str) -> str | None:
     return None
 
 
-def _diagnose_boot(session: Any) -> Diagnosis:
+def _diagnose_boot(session: Pipeline) -> Diagnosis:
     from aidb_gate.services import plugin
 
     boot, stack, cfg = session.boot(), session.stack(), session.cfg

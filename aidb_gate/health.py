@@ -199,9 +199,21 @@ def healthcheck_verdict(healthcheck: Any, where: str, result: Any) -> str:
 def declared_healthcheck(cfg: Any, engine: Any, image: str) -> tuple[Any, str]:
     """The service's own healthcheck and where it was declared: the compose file's, else the
     image's HEALTHCHECK (kept because Podman builds use the docker format); (None, ...) if none."""
-    from aidb_gate.boot import image_healthcheck
-
     compose = cfg.compose
     if compose is not None and compose.target.healthcheck is not None:
         return compose.target.healthcheck, f"the healthcheck of `{compose.target.name}` in {compose.path.name}"
     return image_healthcheck(engine, image), "the image's HEALTHCHECK"
+
+
+def image_healthcheck(engine: Any, image: str) -> Any:
+    """The image's own HEALTHCHECK as a compose Healthcheck (None when it has none)."""
+    from aidb_gate.compose import Healthcheck
+    from aidb_gate.core import api
+
+    raw = (api.image_attrs(engine, image).get("Config") or {}).get("Healthcheck") or {}
+    test = raw.get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    ns = 1e-9
+    return Healthcheck(tuple(test), interval_s=(raw.get("Interval") or 30e9) * ns, timeout_s=(raw.get("Timeout") or 30e9) * ns,
+                       retries=raw.get("Retries") or 3, start_period_s=(raw.get("StartPeriod") or 0) * ns)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aidb_gate import fixtures
 from aidb_gate.engine import Engine
@@ -124,15 +125,39 @@ def run_build(
     lines: list[str] = []
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, env=engine.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # A session of its own: a terminal's Ctrl-C reaches the gate, not the build, so the gate
+        # decides how the build ends (see below).
+        proc = subprocess.Popen(cmd, env=engine.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                lines.append(line)
+                if progress and line.startswith(("STEP ", "Step ")):
+                    progress(line.strip()[:120])
+            code = proc.wait()
+        except KeyboardInterrupt:
+            _finish_interrupted_build(proc, log, progress)
+            raise
+    return code, "".join(lines)
+
+
+def _finish_interrupted_build(proc: subprocess.Popen, log: Any, progress: Progress | None) -> None:
+    """On Ctrl-C, let the build end by itself: Podman 4.3 leaves its working containers behind
+    when a build is stopped (SIGINT and SIGTERM alike, with or without --force-rm), and nothing
+    labels them for the janitor. A second Ctrl-C stops it at once."""
+    if progress:
+        progress("interrupted: letting the running build end first (a stopped build leaves its containers "
+                 "behind); Ctrl-C again to stop it now")
+    try:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            lines.append(line)
-            if progress and line.startswith(("STEP ", "Step ")):
-                progress(line.strip()[:120])
-        code = proc.wait()
-    return code, "".join(lines)
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.kill()
+        proc.wait()
 
 
 def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress | None = None) -> ImageInfo:

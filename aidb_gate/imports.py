@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aidb_gate.core import api
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
 
 #: Import names whose distribution on PyPI is named differently.
@@ -142,8 +142,19 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
     return report
 
 
-def _imports(session: Any) -> ImportReport:
-    from aidb_gate.boot import import_env, secret_volumes
+def import_env(cfg: Any, api_key: str) -> dict[str, str]:
+    """The service's environment for the imports check, which runs with no network: every
+    dependency the contract's templates name points at a host that is not there."""
+    if cfg.compose is not None:
+        return dict(cfg.compose.target.environment)
+    fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
+                     "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
+                     "critical": str(d.critical).lower()} for d in cfg.enabled_dependencies}
+    return cfg.render_env(fake, api_key)
+
+
+def _imports(session: Pipeline) -> ImportReport:
+    from aidb_gate.boot import secret_volumes
 
     image, cfg, engine = session.target_image(), session.cfg, session.connect()
     session.progress("imports: importing every module inside the image")

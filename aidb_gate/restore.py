@@ -23,12 +23,11 @@ from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 
 if TYPE_CHECKING:
     from aidb_gate.boot import Boot
     from aidb_gate.services import Dependency
-    from aidb_gate.session import GateSession
 
 
 @dataclass
@@ -103,9 +102,9 @@ class RestoreRun:
     boot: Boot
 
 
-def _restore(session: GateSession) -> RestoreRun:
+def _restore(session: Pipeline) -> RestoreRun:
     from aidb_gate.backup import restore_backup
-    from aidb_gate.backup.stage import data_targets
+    from aidb_gate.backup.targets import data_targets
 
     backup, stack = session.backup(), session.stack()
     names = [n for n in session.restore_names() if n in stack.deps]

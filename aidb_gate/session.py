@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from aidb_gate import diagnose, services
 from aidb_gate.backup import PgTarget, QdrantTarget
-from aidb_gate.backup.stage import BACKUP, SEEDED, BackupRun, backup_facts, data_targets, pg_target, qdrant_target
+from aidb_gate.backup.stage import BACKUP, SEEDED, BackupRun, backup_facts
+from aidb_gate.backup.targets import data_targets, pg_target, qdrant_target
 from aidb_gate.boot import BOOT, Boot, boot_target, runtime_options, service_env
 from aidb_gate.build import BUILD, BuildResult, find_containerfile
 from aidb_gate.compose import Healthcheck

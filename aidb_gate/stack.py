@@ -12,14 +12,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aidb_gate import services
 from aidb_gate.config import GateConfig
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork, run_network
 from aidb_gate.core.run import Run
-from aidb_gate.core.steps import Step
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
@@ -119,16 +118,16 @@ def _depends_on(cfg: GateConfig, names: set[str]) -> dict[str, set[str]]:
     return {name: set(svc.depends_on) & names for name, svc in cfg.compose.dependencies.items()}
 
 
-def _images(session: Any) -> dict[str, ImageInfo]:
+def _images(session: Pipeline) -> dict[str, ImageInfo]:
     return provision_images(session.connect(), session.cfg, session.log_dir, session.base(), session.progress)
 
 
-def _stack(session: Any) -> Stack:
+def _stack(session: Pipeline) -> Stack:
     images = session.dependency_images()
     return start_stack(session.run, session.cfg, images, session.log_dir, session.mounts, session.progress)
 
 
-def _base_ref(session: Any) -> str:
+def _base_ref(session: Pipeline) -> str:
     return session.base()().ref
 
 

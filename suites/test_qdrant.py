@@ -262,7 +262,7 @@ def qdrant_dep(gate_stack):
 @pytest.fixture(scope="module")
 def server(qdrant_dep) -> qa.Endpoint:
     """The stack's Qdrant (shared with the AIDB), with its per-run key."""
-    return qa.Endpoint(qdrant.url(qdrant_dep), qdrant_dep.secrets["api_key"])
+    return qa.Endpoint(qdrant.url(qdrant_dep), qdrant_dep.secrets.get("api_key"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -306,7 +306,7 @@ def collections():
 def snapshot_target(gate_fresh_dependency) -> qa.Endpoint:
     """A second Qdrant of the same image, new and empty, on the run's network (removed with the run)."""
     dep = gate_fresh_dependency("qdrant", role="qdrant-snapshot-target")
-    ep = qa.Endpoint(qdrant.url(dep), dep.secrets["api_key"])
+    ep = qa.Endpoint(qdrant.url(dep), dep.secrets.get("api_key"))
     names = ViaRest(ep).list_collection_names()
     assert names == [], f"the new Qdrant container is not empty: {names}"
     return ep
@@ -564,6 +564,7 @@ def test_recover_from_a_file_location_on_the_server(via, server, qdrant_dep, gat
 
 # -- the API key -----------------------------------------------------------------------------------
 
+@pytest.mark.gate_requires("stack.qdrant_api_key")
 def test_api_key_is_required(transport, server, collections):
     """Without a key or with a wrong one (header or bearer), reads and writes are refused with
     401/403 and nothing is written; the right key (header or bearer) is accepted."""

@@ -12,19 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aidb_gate.backup import seed, take_backup, verify_backup
-from aidb_gate.backup.postgres import PgTarget
-from aidb_gate.backup.qdrant import QdrantTarget
-from aidb_gate.core.steps import Step
-from aidb_gate.errors import GateError
+from aidb_gate.backup.targets import data_targets
+from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.restore import Fingerprint, take_fingerprint
-from aidb_gate.services import Dependency, plugin
-
-if TYPE_CHECKING:
-    from aidb_gate.engine import Engine
-    from aidb_gate.session import GateSession
 
 
 @dataclass
@@ -40,33 +33,7 @@ class BackupRun:
     seeded: dict[str, Any]
 
 
-def pg_target(engine: Engine, dep: Dependency) -> PgTarget:
-    """The Postgres data adapter of a running dependency (exec in its container, DSN from the host)."""
-    if engine.cli is None:
-        raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
-                        stage="backup")
-    user, db = dep.extra["user"], dep.extra["db"]
-    dsn = (f"host={dep.host} port={dep.host_port} user={user} password={dep.secrets.get('password', '')} "
-           "connect_timeout=10")
-    return PgTarget(engine.cli, dep.container_id, user, db, env=engine.env(), dsn=dsn)
-
-
-def qdrant_target(dep: Dependency) -> QdrantTarget:
-    """The Qdrant data adapter of a running dependency (REST from the host)."""
-    from aidb_gate.services.qdrant import url
-
-    return QdrantTarget(url(dep), dep.secrets.get("api_key"))
-
-
-def data_targets(engine: Engine, deps: dict[str, Dependency]) -> tuple[PgTarget | None, QdrantTarget | None]:
-    """The data adapters of the dependencies whose plug-in has data (its `DATA`)."""
-    by_data = {plugin(d.kind).DATA: d for d in deps.values() if plugin(d.kind).DATA}
-    pg = pg_target(engine, by_data["postgres"]) if "postgres" in by_data else None
-    q = qdrant_target(by_data["qdrant"]) if "qdrant" in by_data else None
-    return pg, q
-
-
-def _seed(session: GateSession) -> dict[str, Any]:
+def _seed(session: Pipeline) -> dict[str, Any]:
     url, stack = session.service_url(), session.stack()
     begin = time.monotonic()
     pg, _ = data_targets(session.connect(), stack.deps)
@@ -80,7 +47,7 @@ def _seed(session: GateSession) -> dict[str, Any]:
     return {"documents": docs, "tables": tables}
 
 
-def _backup(session: GateSession) -> BackupRun:
+def _backup(session: Pipeline) -> BackupRun:
     seeded, stack, cfg = session.seeded(), session.stack(), session.cfg
     started = time.monotonic()
     pg, q = data_targets(session.connect(), stack.deps)

@@ -14,12 +14,40 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 from aidb_gate.errors import GateError
 from aidb_gate.report import StageBook
 
 T = TypeVar("T")
+
+
+class Pipeline(Protocol):
+    """What a step may ask of the run (the session implements it): the state every step shares,
+    and the other steps, each of which runs once however many steps ask for it."""
+
+    cfg: Any
+    run: Any
+    log_dir: Path
+    mounts: Any
+    api_key: str
+    work: dict[str, float]
+
+    def progress(self, message: str) -> None: ...
+    def connect(self) -> Any: ...
+    def base(self) -> Any: ...
+    def base_ref(self) -> str | None: ...
+    def dependency_images(self) -> Any: ...
+    def target_image(self) -> str: ...
+    def stack(self) -> Any: ...
+    def boot(self) -> Any: ...
+    def service_url(self) -> str: ...
+    def seeded(self) -> Any: ...
+    def backup(self) -> Any: ...
+    def restore_names(self) -> list[str]: ...
+    def fresh_dependency(self, name: str, role: str) -> Any: ...
+    def boot_against(self, fresh: dict[str, Any], role: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +56,7 @@ class Step(Generic[T]):
 
     name: str
     stage: str
-    make: Callable[[Any], T]
+    make: Callable[[Pipeline], T]
 
 
 class StepRunner:
@@ -40,7 +68,7 @@ class StepRunner:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def run(self, step: Step[T], session: Any) -> T:
+    def run(self, step: Step[T], session: Pipeline) -> T:
         with self._guard:
             lock = self._locks.setdefault(step.name, threading.Lock())
         with lock:

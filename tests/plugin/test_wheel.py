@@ -43,12 +43,27 @@ def _clean_env(run_id: str) -> dict[str, str]:
     return env
 
 
+def _source_tree(where: Path) -> Path:
+    """This checkout's files as a release sees them (tracked, or new and not ignored), copied: a
+    wheel built in place would also carry whatever a stale `build/` folder still holds, such as a
+    suite that was renamed since."""
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, timeout=60)
+    if listed.returncode != 0:  # not a git checkout (an unpacked sdist): build it as it is
+        return ROOT
+    tree = where / "src"
+    for rel in filter(None, listed.stdout.split("\0")):
+        if (ROOT / rel).is_file():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, tree / rel)
+    return tree
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bin/ of a fresh venv holding the wheel built from this checkout (and PyPI's dependencies)."""
     where = tmp_path_factory.mktemp("wheel")
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where / "dist"), str(ROOT)],
-                 cwd=where, timeout=INSTALL_TIMEOUT_S)
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where / "dist"),
+                  str(_source_tree(where))], cwd=where, timeout=INSTALL_TIMEOUT_S)
     assert built.returncode == 0, f"the wheel did not build:\n{built.stdout}\n{built.stderr}"
     wheels = list((where / "dist").glob("aidb_gate-*.whl"))
     assert len(wheels) == 1, wheels
@@ -76,10 +91,13 @@ def test_the_wheel_carries_the_plugin_suites_recipes_and_reference(installed: Pa
             "assert (f.IMAGES / 'postgres' / 'Containerfile').is_file() and (f.REFERENCE / 'Containerfile').is_file()\n"
             "assert f.CONTAINERS_CONF.is_file() and (f.IMAGES / 'base' / 'build-base.sh').is_file()\n"
             "assert (s.bundled_suites() / 'test_health.py').is_file()\n"
-            "print(aidb_gate.__file__)")
+            "print(aidb_gate.__file__)\n"
+            "print(' '.join(sorted(p.name for p in s.bundled_suites().glob('test_*.py'))))")
     proc = _run([str(installed / "python"), "-c", code], cwd=tmp_path, timeout=60, env=_clean_env("wheel-check"))
     assert proc.returncode == 0, proc.stderr
     assert str(ROOT) not in proc.stdout, "the installed package must not point back into the checkout"
+    shipped = proc.stdout.split("\n")[1].split()
+    assert shipped == sorted(p.name for p in (ROOT / "suites").glob("test_*.py")), "the wheel's suites are this checkout's"
 
 
 def _gate(installed: Path, repo: Path, run_id: str) -> tuple[int, str, dict]:
