@@ -421,12 +421,22 @@ def load_compose(path: Path, service: str, configured: Mapping[str, str] | None 
     dotenv = read_env_file(dotenv_path) if dotenv_path.is_file() else {}
     variables = Variables(configured or {}, os.environ if environ is None else environ, dotenv, make_secret)
 
+    if data.get("include"):
+        raise ComposeError(f"{path}: the top-level `include` is not supported by the gate; point `compose` at a file "
+                           "that holds the gated service and its dependencies (or merge them with `docker compose config`).")
     order = _closure(services, service, path)
+    for name in order:
+        if isinstance(services[name], dict) and services[name].get("extends"):
+            raise ComposeError(f"{path.name}: services.{name} uses `extends`, which the gate does not resolve; write the "
+                               "service out in full (`docker compose config` prints it resolved).")
+    top_configs = data.get("configs") or {}
+    if not isinstance(top_configs, dict):
+        raise ComposeError(f"{path}: the top-level `configs` must be a map of names.")
     top_secrets = data.get("secrets") or {}
     if not isinstance(top_secrets, dict):
         raise ComposeError(f"{path}: the top-level `secrets` must be a map of names.")
     parsed = {name: _service(path, name, _interpolate_tree(services[name], variables, f"{path.name}: services.{name}"),
-                             top_secrets, variables) for name in order}
+                             top_secrets, variables, top_configs) for name in order}
     target = parsed.pop(service)
     not_started = {name: _variables_naming(target.environment, name) for name in services if name not in order}
     return ComposeStack(path, target, parsed, not_started, dict(variables.generated), tuple(sorted(variables.unset)))
@@ -478,11 +488,13 @@ def _variables_naming(environment: dict[str, str], service: str) -> list[str]:
     return sorted(var for var, value in environment.items() if pattern.search(value))
 
 
-def _service(path: Path, name: str, raw: Any, top_secrets: dict[str, Any], variables: Variables) -> Service:
+def _service(path: Path, name: str, raw: Any, top_secrets: dict[str, Any], variables: Variables,
+             top_configs: dict[str, Any] | None = None) -> Service:
     where = f"{path.name}: services.{name}"
     if not isinstance(raw, dict):
         raise ComposeError(f"{where}: must be a map, got {type(raw).__name__}.")
     project = path.parent
+    top_configs = top_configs or {}
     environment: dict[str, str] = {}
     env_files = raw.get("env_file") or []
     for entry in [env_files] if isinstance(env_files, (str, dict)) else env_files:
@@ -520,7 +532,7 @@ def _service(path: Path, name: str, raw: Any, top_secrets: dict[str, Any], varia
         healthcheck=healthcheck(raw.get("healthcheck"), f"{where}.healthcheck"),
         depends_on=_depends_on(raw, where),
         secrets=tuple(_secret(s, top_secrets, where) for s in raw.get("secrets") or []),
-        mounts=tuple(_mounts(raw, project, name, where)),
+        mounts=tuple(_mounts(raw, project, name, where)) + tuple(_configs(raw, top_configs, project, where)),
         security_opt=tuple(str(s) for s in raw.get("security_opt") or []),
         mem_limit=_memory(raw, where),
         cpus=_cpus(raw, where),
@@ -579,6 +591,24 @@ def _mounts(raw: dict[str, Any], project: Path, service: str, where: str) -> lis
             out.append(Mount("volume", target, replaces=f"named volume {source}: a fresh empty one" if source else ""))
         else:
             raise ComposeError(f"{where}.volumes[{i}]: type {kind!r} is not one the gate supports (bind, volume, tmpfs).")
+    return out
+
+
+def _configs(raw: dict[str, Any], top: dict[str, Any], project: Path, where: str) -> list[Mount]:
+    """A service's compose `configs`: each file-based config is a read-only per-run copy at its
+    target (default `/<name>`), like a bind mount inside the project."""
+    out = []
+    for entry in raw.get("configs") or []:
+        name = entry if isinstance(entry, str) else entry.get("source") if isinstance(entry, dict) else None
+        if not name or name not in top:
+            raise ComposeError(f"{where}.configs: {entry!r} names no config of the file's top-level `configs:`.")
+        spec = top[name] or {}
+        if not isinstance(spec, dict) or not spec.get("file"):
+            raise ComposeError(f"{where}.configs: config `{name}` is not file-based (`file:`); the gate supports file "
+                               "configs only.")
+        target = (entry.get("target") if isinstance(entry, dict) else None) or f"/{name}"
+        out.append(Mount("copy", target if target.startswith("/") else f"/{target}",
+                         source=(project / str(spec["file"])).resolve()))
     return out
 
 

@@ -1111,3 +1111,20 @@ def test_a_file_variable_into_run_secrets_needs_a_secret_with_that_target() -> N
     assert unmounted_secret_files(env, (Secret("api_key", "/run/secrets/api_key"),), "app") == []
     problems = unmounted_secret_files(env, (), "app")
     assert len(problems) == 1 and problems[0].startswith("`API_KEY_FILE` names /run/secrets/api_key, but no secret of `app`")
+
+
+def test_extends_and_include_are_refused_and_file_configs_are_copied(tmp_path: Path) -> None:
+    from aidb_gate.compose import ComposeError, load_compose
+
+    (tmp_path / "app.conf").write_text("x=1\n")
+    (tmp_path / "c.yml").write_text("services:\n  app:\n    image: a\n    configs: [{source: appconf, target: /etc/app.conf}]\n"
+                                    "configs:\n  appconf: {file: ./app.conf}\n")
+    stack = load_compose(tmp_path / "c.yml", "app", environ={})
+    assert [(m.kind, m.target, m.source) for m in stack.target.mounts] == [("copy", "/etc/app.conf",
+                                                                             (tmp_path / "app.conf").resolve())]
+    (tmp_path / "e.yml").write_text("services:\n  app:\n    extends: {file: base.yml, service: app}\n")
+    with pytest.raises(ComposeError, match="uses `extends`"):
+        load_compose(tmp_path / "e.yml", "app", environ={})
+    (tmp_path / "i.yml").write_text("include: [other.yml]\nservices:\n  app:\n    image: a\n")
+    with pytest.raises(ComposeError, match="`include` is not supported"):
+        load_compose(tmp_path / "i.yml", "app", environ={})
