@@ -51,6 +51,15 @@ def compare_stacks(original: Fingerprint, restored: Fingerprint) -> list[str]:
     return pg_backup.compare(original.postgres, restored.postgres) + q_backup.compare(original.qdrant, restored.qdrant)
 
 
+def read_back(base_url: str, docs: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """Each document as GET answers it now (None where it does not answer 200)."""
+    found = []
+    for doc in docs:
+        resp = requests.get(base_url + data["get_path"].replace("{id}", str(doc["id"])), timeout=30)
+        found.append(resp.json() if resp.status_code == 200 else None)
+    return found
+
+
 def compare_service(original_url: str, restored_url: str, docs: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
     """The restored service serves the same documents and the same search results."""
     problems = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aidb_gate.backup import postgres as pg_backup
+from aidb_gate.backup import seed
 
 pytestmark = [pytest.mark.p1, pytest.mark.backup]
 
@@ -16,6 +17,16 @@ def test_seeding_reached_the_service_and_every_table(gate_backup, gate_config):
     left_alone = {t: why for t, why in seeded["tables"].items() if why.startswith("left alone")}
     assert seeded["tables"] and not left_alone, (
         f"the round trip must cover every table, but some could not be seeded directly: {left_alone}")
+
+
+@pytest.mark.gate_requires("data.documents")
+def test_documents_come_back_as_they_were_sent(gate_backup):
+    """Field by field: what the create call answered, and what a GET right after returned."""
+    written = gate_backup.seeded["written"]
+    problems = seed.round_trip_verdict([(w.sent, w.created) for w in written], "the create call's answer")
+    problems += seed.round_trip_verdict([(w.sent, w.read) for w in written], "GET right after")
+    problems += [w.read_error for w in written if w.read_error]
+    assert not problems, "; ".join(problems)
 
 
 def test_backup_is_complete_and_verifies(gate_backup):

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from aidb_gate.backup import BackupError, restore_backup
+from aidb_gate.backup import BackupError, restore_backup, seed
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
-from aidb_gate.restore import compare_service, take_fingerprint
+from aidb_gate.restore import compare_service, read_back, take_fingerprint
 
 pytestmark = [pytest.mark.p1, pytest.mark.restore]
 
@@ -33,6 +33,17 @@ def test_restored_service_serves_the_same_data(gate_backup, gate_restore, gate_u
     assert gate_restore.boot.ready, "the service did not boot against the restored stack"
     problems = compare_service(gate_url, gate_restore.boot.url, gate_backup.seeded["documents"], gate_config.data)
     assert not problems, "the restored service serves different data: " + "; ".join(problems)
+
+
+@pytest.mark.gate_requires("data.documents")
+def test_restored_service_returns_what_was_sent(gate_backup, gate_restore, gate_config):
+    """Against the original service's answers, a mangled write would look restored; against what
+    was sent, it does not."""
+    written = gate_backup.seeded["written"]
+    now = read_back(gate_restore.boot.url, [w.created for w in written], gate_config.data)
+    problems = seed.round_trip_verdict([(w.sent, got) for w, got in zip(written, now, strict=True)],
+                                       "GET on the restored service")
+    assert not problems, "; ".join(problems)
 
 
 def test_restore_refuses_a_non_empty_target(gate, gate_backup, gate_restore):

@@ -1,15 +1,18 @@
 """seed: realistic data for the backup round trip - through the service's API and straight into tables.
 
 Guarantees: `seed_via_api` writes documents the way users do (so vectors land in Qdrant too) and
-returns what the service answered; `seed_every_table` inserts rows into every user table of any
-schema, with values generated from each column's type (unicode, quotes, backslashes, JSON,
-bytes, extreme numbers), so the round trip covers tables the gate has never seen;
+keeps, per document, what was sent, what the create call answered and what a GET right after
+returned, so `round_trip_verdict` can name any field the service changed on the way;
+`seed_every_table` inserts rows into every user table of any schema, with values generated from
+each column's type (unicode, quotes, backslashes, JSON, bytes, extreme numbers), so the round
+trip covers tables the gate has never seen;
 `create_probe_objects` adds one of each object kind a lossy dump drops (schema, enum, domain,
 view, sequence state, constraint, index, trigger, function, comment, large object).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -149,15 +152,67 @@ def create_probe_objects(pg: PgTarget) -> None:
     pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c", PROBE_SQL])
 
 
-def seed_via_api(base_url: str, api: dict[str, Any], api_key: str, count: int) -> list[dict[str, Any]]:
-    """POST `count` documents through the service; returns the service's answers."""
-    docs = []
+@dataclass
+class Written:
+    """One document written through the service: what was sent, what the create call answered,
+    and what a GET right after returned (None: the GET did not answer 200, see `read_error`)."""
+
+    sent: dict[str, str]
+    created: dict[str, Any]
+    read: dict[str, Any] | None = None
+    read_error: str = ""
+
+
+def seed_via_api(base_url: str, api: dict[str, Any], api_key: str, count: int) -> list[Written]:
+    """POST `count` documents through the service and GET each one back right after."""
+    written = []
     for i in range(count):
-        body = {"title": f"gate doc {i}: {TEXT_SAMPLES[i % len(TEXT_SAMPLES)][:40] or 'untitled'}",
-                "content": f"document {i} about {['postgres', 'redis', 'qdrant', 'backups', 'restores'][i % 5]} "
-                           f"{TEXT_SAMPLES[(i + 3) % len(TEXT_SAMPLES)]} " + "lorem ipsum " * (i % 7)}
+        topic = ["postgres", "redis", "qdrant", "backups", "restores"][i % 5]
+        if i % 4 == 3:  # plain ASCII: tells a service that mangles every write from one that mangles non-ASCII
+            body = {"title": f"gate doc {i}: plain", "content": f"document {i} about {topic}, in plain ASCII"}
+        else:
+            body = {"title": f"gate doc {i}: {TEXT_SAMPLES[i % len(TEXT_SAMPLES)][:40] or 'untitled'}",
+                    "content": f"document {i} about {topic} {TEXT_SAMPLES[(i + 3) % len(TEXT_SAMPLES)]} "
+                               + "lorem ipsum " * (i % 7)}
         resp = requests.post(base_url + api["create_path"], json=body, headers={api["key_header"]: api_key}, timeout=30)
         if resp.status_code not in (200, 201):
             raise AssertionError(f"seeding through POST {api['create_path']} answered {resp.status_code}: {resp.text[:300]}")
-        docs.append(resp.json())
-    return docs
+        doc = Written(body, resp.json())
+        path = api["get_path"].replace("{id}", str(doc.created.get("id")))
+        got = requests.get(base_url + path, headers={api["key_header"]: api_key}, timeout=30)
+        if got.status_code == 200:
+            doc.read = got.json()
+        else:
+            doc.read_error = f"GET {path} answered {got.status_code}: {got.text[:200]}"
+        written.append(doc)
+    return written
+
+
+def round_trip_problems(sent: dict[str, str], returned: dict[str, Any] | None, where: str) -> list[str]:
+    """Every field that was sent and came back different (or not at all) in `returned`."""
+    if returned is None:
+        return [f"{where}: no document came back"]
+    problems = []
+    for field_name, value in sent.items():
+        if field_name not in returned:
+            problems.append(f"{where}: field `{field_name}` is missing (sent {value!r})")
+        elif returned[field_name] != value:
+            problems.append(f"{where}: field `{field_name}` was sent as {value!r} and came back as {returned[field_name]!r}")
+    return problems
+
+
+def round_trip_verdict(docs: list[tuple[dict[str, str], dict[str, Any] | None]], where: str) -> list[str]:
+    """The round-trip problems of many documents, led by the smallest failing example, and saying
+    whether plain-ASCII documents came back intact: if they do and others do not, the service (or
+    the database's encoding) mangles non-ASCII text, not every write."""
+    failing = [(sent, returned, round_trip_problems(sent, returned, where)) for sent, returned in docs]
+    failing = [f for f in failing if f[2]]
+    if not failing:
+        return []
+    ascii_docs = [(s, r) for s, r in docs if all(v.isascii() for v in s.values())]
+    ascii_ok = ascii_docs and not any(round_trip_problems(s, r, where) for s, r in ascii_docs)
+    smallest = min(failing, key=lambda f: sum(len(v) for v in f[0].values()))
+    scope = ("plain-ASCII documents come back intact, so it is the non-ASCII text that is changed"
+             if ascii_ok else "plain-ASCII documents are changed too" if ascii_docs else "no plain-ASCII document was sent")
+    return [f"{len(failing)} of {len(docs)} documents written through the data API do not come back as sent; "
+            f"smallest example: {smallest[2][0]} ({scope})", *[p for f in failing for p in f[2]][1:20]]

@@ -38,13 +38,14 @@ def _seed(session: Pipeline) -> dict[str, Any]:
     begin = time.monotonic()
     pg, _ = data_targets(session.connect(), stack.deps)
     data = session.cfg.data
-    docs = seed.seed_via_api(url, data, session.api_key, data["count"]) if data["documents"] else []
+    written = seed.seed_via_api(url, data, session.api_key, data["count"]) if data["documents"] else []
     tables = {}
     if pg is not None:
         seed.create_probe_objects(pg)
         tables = seed.seed_every_table(pg, data["rows_per_table"])
     session.work["seed"] = time.monotonic() - begin
-    return {"documents": docs, "tables": tables}
+    # `documents` are the service's own answers (what restore compares), `written` the round trips.
+    return {"documents": [w.created for w in written], "written": written, "tables": tables}
 
 
 def _backup(session: Pipeline) -> BackupRun:
