@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "legacy": "/health",
         "metrics": "/metrics",
     },
-    "backup": {"postgres_command": "", "qdrant_command": ""},
+    "backup": {"postgres_command": "", "qdrant_command": "", "command_timeout_s": 600.0},
     "faults": {"budget_s": 15.0, "actions": ["stop", "pause", "kill"]},
     "data": {
         "documents": True,
@@ -180,6 +180,7 @@ class GateConfig:
     auth: dict[str, Any]
     data: dict[str, Any]
     backup_commands: dict[str, str]
+    backup_timeout_s: float
     fault_budget_s: float
     fault_actions: tuple[str, ...]
     dependencies: dict[str, DependencyConfig]
@@ -379,6 +380,7 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
     positive("startup_timeout_s", m["startup_timeout_s"])
     positive("response_budget_ms", m["response_budget_ms"])
     positive("faults.budget_s", m["faults"]["budget_s"])
+    positive("backup.command_timeout_s", m["backup"]["command_timeout_s"])
     unknown = set(m["faults"]["actions"]) - {"stop", "pause", "kill"}
     if unknown:
         raise ConfigError(f"{origin}: `faults.actions` may hold stop, pause and kill; {sorted(unknown)} is not one of them.")
@@ -457,7 +459,8 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
         health=dict(m["health"]),
         auth=dict(m["auth"]),
         data=dict(m["data"]),
-        backup_commands={k.removesuffix("_command"): v for k, v in m["backup"].items() if v},
+        backup_commands={k.removesuffix("_command"): v for k, v in m["backup"].items() if k.endswith("_command") and v},
+        backup_timeout_s=float(m["backup"]["command_timeout_s"]),
         fault_budget_s=float(m["faults"]["budget_s"]),
         fault_actions=tuple(m["faults"]["actions"]),
         dependencies=deps,

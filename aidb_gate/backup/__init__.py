@@ -34,7 +34,8 @@ def _now() -> str:
 
 
 def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
-                commands: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+                commands: dict[str, str] | None = None, cwd: Path | None = None,
+                command_timeout_s: float = user_commands.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Back up Postgres and/or Qdrant into dest (which must not hold a backup yet).
 
     `commands` ({"postgres": ..., "qdrant": ...}) replaces the gate's own procedure for a part
@@ -47,10 +48,12 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:
-        manifest["postgres"] = (user_commands.postgres_with_command(commands["postgres"], cwd or Path.cwd(), dest, pg)
+        manifest["postgres"] = (user_commands.postgres_with_command(commands["postgres"], cwd or Path.cwd(), dest, pg,
+                                                                    command_timeout_s)
                                 if commands.get("postgres") else pg_backup.dump(pg, dest / PG_DUMP))
     if q is not None:
-        manifest["qdrant"] = (user_commands.qdrant_with_command(commands["qdrant"], cwd or Path.cwd(), dest, q)
+        manifest["qdrant"] = (user_commands.qdrant_with_command(commands["qdrant"], cwd or Path.cwd(), dest, q,
+                                                                command_timeout_s)
                               if commands.get("qdrant") else q_backup.backup(q, dest / "qdrant"))
     manifest["finished_at"] = _now()
     manifest["duration_s"] = round(time.monotonic() - begin, 3)

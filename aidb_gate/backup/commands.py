@@ -1,7 +1,10 @@
 """commands: a user's own backup commands, run against the test stack and judged like the gate's.
 
-Guarantees: a configured command (e.g. `scripts/backup-postgresql.sh backup`) runs with the
-stack's coordinates in its environment and a folder to write into; whatever it leaves there is
+Guarantees: a configured command (e.g. `scripts/backup-postgresql.sh backup`) runs unchanged,
+with the stack's coordinates in its environment under the names scripts use (libpq's `PG*`, the
+official images' `POSTGRES_*`, `QDRANT_HOST`/`QDRANT_PORT`/`QDRANT_URL`) and a folder to write
+into (`BACKUP_DIR`, searched at any depth); a command that runs past its timeout is stopped with
+its whole process group (a child holding the output pipe cannot hang the gate); whatever it leaves there is
 checksummed into the same manifest as the gate's own backup, restored the same way (custom
 dumps with pg_restore, plain and gzipped SQL with psql), and judged by the same invariants.
 A command that exits 0 but writes nothing usable is a failure that says so.
@@ -11,11 +14,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
@@ -23,25 +29,69 @@ from aidb_gate.backup.manifest import BackupError, sha256_file
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
 
+#: Seconds a user's backup command may run (`backup.command_timeout_s`).
+DEFAULT_TIMEOUT_S = 600.0
+
 
 def command_env(out: Path, pg: PgTarget | None, q: QdrantTarget | None) -> dict[str, str]:
-    """What a user's script is told: where to write, and how to reach each dependency."""
+    """What a user's script is told: where to write, and how to reach each dependency - under
+    the names scripts already read, so a production script runs unchanged."""
     env = {**os.environ, "BACKUP_DIR": str(out)}
     if pg is not None:
         env.update(CONTAINER_ENGINE=pg.cli, POSTGRES_CONTAINER=pg.container, POSTGRES_USER=pg.user, POSTGRES_DB=pg.db)
         env.update(pg.env or {})
+        if pg.dsn:
+            from psycopg.conninfo import conninfo_to_dict
+
+            conn = conninfo_to_dict(pg.dsn)
+            host, port, password = str(conn.get("host", "")), str(conn.get("port", "")), str(conn.get("password", ""))
+            env.update(PGHOST=host, PGPORT=port, PGUSER=pg.user, PGPASSWORD=password, PGDATABASE=pg.db,
+                       POSTGRES_HOST=host, POSTGRES_PORT=port, POSTGRES_PASSWORD=password)
     if q is not None:
-        env.update(QDRANT_URL=q.url, QDRANT_API_KEY=q.api_key or "")
+        parts = urlsplit(q.url)
+        env.update(QDRANT_URL=q.url, QDRANT_API_KEY=q.api_key or "", QDRANT_HOST=parts.hostname or "",
+                   QDRANT_PORT=str(parts.port or 6333))
     return env
 
 
-def run_command(command: str, cwd: Path, env: dict[str, str], what: str) -> None:
+def run_command(command: str, cwd: Path, env: dict[str, str], what: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     begin = time.monotonic()
-    proc = subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    # A session of its own, so a timeout stops the whole process group: a child that keeps the
+    # output pipe open would otherwise hold the gate after the script itself has ended.
+    proc = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        output, _ = proc.communicate()
+        raise BackupError(f"your {what} backup command `{command}` was still running after {timeout_s:g} s "
+                          f"(backup.command_timeout_s) and was stopped with its process group; its output ends with: "
+                          f"{(output or '').strip()[-800:] or '(nothing)'}") from None
     if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip()[-1500:]
         raise BackupError(f"your {what} backup command `{command}` exited {proc.returncode} after "
-                          f"{time.monotonic() - begin:.1f} s: {tail}")
+                          f"{time.monotonic() - begin:.1f} s: {(output or '').strip()[-1500:]}")
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def newest_for(out: Path, name: str) -> Path | None:
+    """The newest file anywhere under `out` whose name is `name` followed by a character that
+    cannot continue a name (`docs-20261130.snapshot` for `docs`, not `docs_v2.snapshot`)."""
+    pattern = re.compile(rf"{re.escape(name)}(?![A-Za-z0-9_])")
+    found = [p for p in out.rglob("*") if p.is_file() and pattern.match(p.name)]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def dump_format(path: Path) -> str:
@@ -53,12 +103,13 @@ def dump_format(path: Path) -> str:
     return "plain"
 
 
-def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget) -> dict[str, Any]:
+def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget,
+                          timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     out = dest / "postgres"
     out.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     tables = pg_backup.row_counts(pg)
-    run_command(command, cwd, command_env(out, pg, None), "Postgres")
+    run_command(command, cwd, command_env(out, pg, None), "Postgres", timeout_s)
     files = [p for p in out.rglob("*") if p.is_file()]
     if len(files) != 1:
         raise BackupError(f"your Postgres backup command `{command}` exited 0 but left {len(files)} files in $BACKUP_DIR "
@@ -69,19 +120,20 @@ def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget) -> 
             "duration_s": round(time.monotonic() - begin, 3)}
 
 
-def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget) -> dict[str, Any]:
+def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
+                        timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     out = dest / "qdrant"
     out.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     counts = {name: q_backup.count(q, name) for name in q_backup.collections(q)}
-    run_command(command, cwd, command_env(out, None, q), "Qdrant")
+    run_command(command, cwd, command_env(out, None, q), "Qdrant", timeout_s)
     entries = {}
     for name, points in counts.items():
-        found = sorted(p for p in out.rglob("*") if p.is_file() and p.name.startswith(name))
-        if not found:
-            raise BackupError(f"your Qdrant backup command `{command}` wrote no snapshot for collection {name} into "
-                              f"$BACKUP_DIR ({out}); name each file after its collection, e.g. {name}.snapshot.")
-        path = found[0]
+        path = newest_for(out, name)
+        if path is None:
+            raise BackupError(f"your Qdrant backup command `{command}` wrote no snapshot for collection {name} anywhere "
+                              f"under $BACKUP_DIR ({out}); name each file after its collection, e.g. "
+                              f"{name}.snapshot or daily/{name}-<timestamp>.snapshot.")
         entries[name] = {"file": str(path.relative_to(dest)), "sha256": sha256_file(path), "size": path.stat().st_size,
                          "points": points, "command": command}
     return {"url": q.url, "collections": entries, "duration_s": round(time.monotonic() - begin, 3)}

@@ -56,7 +56,7 @@ def _backup(session: Pipeline) -> BackupRun:
     folder = cfg.reports_dir / "backup" / session.run.id
     session.progress(f"backup: {before.summary} into {folder}")
     begin = time.monotonic()
-    manifest = take_backup(folder, pg, q, cfg.backup_commands, cwd=cfg.root)
+    manifest = take_backup(folder, pg, q, cfg.backup_commands, cwd=cfg.root, command_timeout_s=cfg.backup_timeout_s)
     seconds = time.monotonic() - begin
     problems = verify_backup(folder, pg)
     after = take_fingerprint(pg, q)

@@ -151,7 +151,7 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
         "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
         "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
         str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=13)
     manifest = next((pytester.path / "reports" / "backup").glob("*/manifest.json")).read_text()
     assert '"format": "plain.gz"' in manifest and "backup-postgresql.sh" in manifest
 
