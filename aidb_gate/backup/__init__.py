@@ -27,6 +27,7 @@ from aidb_gate.backup.qdrant import QdrantTarget
 __all__ = ["BackupError", "PgTarget", "QdrantTarget", "restore_backup", "take_backup", "verify_backup"]
 
 PG_DUMP = "postgres.dump"
+PG_GLOBALS = "postgres-globals.sql"
 
 
 def _now() -> str:
@@ -48,17 +49,44 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:
-        manifest["postgres"] = (user_commands.postgres_with_command(commands["postgres"], cwd or Path.cwd(), dest, pg,
-                                                                    command_timeout_s)
-                                if commands.get("postgres") else pg_backup.dump(pg, dest / PG_DUMP))
+        if commands.get("postgres"):
+            manifest["postgres"] = user_commands.postgres_with_command(commands["postgres"], cwd or Path.cwd(), dest, pg,
+                                                                       command_timeout_s)
+        else:
+            manifest["postgres"] = pg_backup.dump(pg, dest / PG_DUMP)
+            manifest["postgres"]["globals"] = pg_backup.dump_globals(pg, dest / PG_GLOBALS)
     if q is not None:
         manifest["qdrant"] = (user_commands.qdrant_with_command(commands["qdrant"], cwd or Path.cwd(), dest, q,
                                                                 command_timeout_s)
                               if commands.get("qdrant") else q_backup.backup(q, dest / "qdrant"))
     manifest["finished_at"] = _now()
     manifest["duration_s"] = round(time.monotonic() - begin, 3)
+    if isinstance(manifest.get("qdrant"), dict) and manifest["qdrant"].get("url"):
+        manifest["qdrant"]["url"] = _without_credentials(manifest["qdrant"]["url"])
+    _private(dest)
     write_manifest(dest, manifest)  # last: its presence means the backup is complete
+    (dest / "manifest.json").chmod(0o600)
     return manifest
+
+
+def _private(dest: Path) -> None:
+    """A backup holds the whole database: readable by its owner only (files 0600, folders 0700)."""
+    for path in [dest, *dest.rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def _without_credentials(url: str) -> str:
+    """A URL as the manifest may keep it: `http://user:pw@host:6333` -> `http://host:6333`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
 
 
 def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
@@ -100,6 +128,12 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     if problems:
         raise BackupError("refusing to restore a backup that does not verify: " + "; ".join(problems))
     manifest = read_manifest(folder)
+    missing = [what for what, have, target in (("Postgres", manifest.get("postgres"), pg),
+                                               ("Qdrant", manifest.get("qdrant"), q)) if have and target is None]
+    if missing:
+        raise BackupError(f"{folder} holds {' and '.join(missing)} data but no {' or '.join(missing)} target was given "
+                          "(--postgres-container / --qdrant-url); nothing was restored. Name every target, so a partial "
+                          "restore never looks complete.")
     timings: dict[str, float] = {}
     if q is not None and manifest.get("qdrant"):
         # Check every target before touching any, so a refusal leaves everything as it was.
@@ -109,6 +143,8 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
                                   "Restore into a fresh Qdrant, or pass --force.")
     entry = manifest.get("postgres")
     if pg is not None and entry:
+        if entry.get("globals"):
+            pg_backup.restore_globals(pg, folder / entry["globals"]["file"])
         if entry.get("format", "custom") == "custom":
             timings["postgres"] = pg_backup.restore(pg, folder / entry["file"], force=force)
         else:
@@ -117,6 +153,13 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     if q is not None and manifest.get("qdrant"):
         begin = time.monotonic()
         for name, entry in manifest["qdrant"]["collections"].items():
-            q_backup.restore_collection(q, name, folder / entry["file"], force=force)
+            try:
+                q_backup.restore_collection(q, name, folder / entry["file"], force=force)
+            except BackupError as err:
+                if "postgres" in timings:  # not all-or-nothing: say what already changed
+                    raise BackupError(f"{err} Postgres was already restored into {pg.db if pg else '?'}; the Qdrant "
+                                      "restore did not complete, so the two no longer match: restore both again "
+                                      "into fresh targets.") from None
+                raise
         timings["qdrant"] = time.monotonic() - begin
     return timings

@@ -150,15 +150,31 @@ def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> fl
                            "--single-transaction", "-U", pg.user, "-d", pg.db], input=data, env=pg.env,
                           capture_output=True, check=False)
     if proc.returncode != 0:
-        raise BackupError(f"{path}: psql could not restore this dump: {proc.stderr.decode(errors='replace')[-800:]}")
+        raise BackupError(f"{path}: psql could not restore this dump: {psql_failure(proc.stderr.decode(errors='replace'))}")
     return time.monotonic() - begin
 
 
+def psql_failure(stderr: str) -> str:
+    """The error that stopped psql (not the warnings after it), and what it means for a backup."""
+    errors = [line.strip() for line in stderr.splitlines() if "ERROR:" in line]
+    said = errors[0] if errors else stderr.strip()[-800:]
+    missing = re.search(r'role "([^"]+)" does not exist', said)
+    if missing:
+        said += (f" - the dump names role `{missing.group(1)}`, which the backup does not carry: back up the roles "
+                 "too (pg_dumpall --globals-only) and restore them first")
+    return said
+
+
 def check_plain(path: Path, gz: bool) -> list[str]:
+    """A plain-SQL dump ends with pg_dump's completion marker; read as a stream, so a small file
+    that decompresses to gigabytes costs no memory."""
+    tail = b""
     try:
-        text = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as fh:
+            while block := fh.read(1 << 20):
+                tail = (tail + block)[-4096:]
     except (OSError, EOFError) as err:
         return [f"{path}: not a readable gzip file ({err})"]
-    if b"PostgreSQL database dump complete" not in text[-4096:]:
+    if b"PostgreSQL database dump complete" not in tail:
         return [f"{path}: the SQL dump does not end with pg_dump's completion marker (truncated?)"]
     return []

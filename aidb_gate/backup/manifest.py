@@ -1,12 +1,16 @@
 """manifest: what a backup holds, with checksums, written atomically.
 
-Guarantees: `write_atomic` writes to a temporary file in the same folder, fsyncs and renames,
+Guarantees: `read_manifest` accepts only a manifest whose shape is what `take_backup` writes and
+whose every file lies inside the backup folder (no absolute path, no `..`, no symlink out), so a
+crafted folder gets one clear error instead of a traceback or a read elsewhere.
+`write_atomic` writes to a temporary file in the same folder, fsyncs and renames,
 so readers see the old file or the complete new one, never a torn one. `sha256_file` streams,
 so large dumps need no memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,9 +37,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def open_private(path: Path) -> Any:
+    """A new file opened for writing, 0600, that cannot be a link planted beforehand: whatever
+    sits at `path` (a stale temporary file, or a symlink to a victim) is removed, not followed."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as fh:
+    with open_private(tmp) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -55,11 +68,54 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                           "no manifest). Take the backup again.")
     try:
         data = json.loads(path.read_text())
-    except ValueError as err:
-        raise BackupError(f"{path} is not valid JSON ({err}): the manifest is damaged.") from None
+    except (ValueError, RecursionError) as err:
+        raise BackupError(f"{path} is not valid JSON ({type(err).__name__}): the manifest is damaged.") from None
+    if not isinstance(data, dict):
+        raise BackupError(f"{path} holds a JSON {type(data).__name__}, not the object a backup writes: the manifest is "
+                          "damaged or not aidb-gate's.")
     if data.get("format") != FORMAT:
         raise BackupError(f"{path} has format {data.get('format')!r}; this aidb-gate reads format {FORMAT}.")
+    problems = manifest_problems(folder, data)
+    if problems:
+        raise BackupError(f"{path} is not a manifest this gate can trust: " + "; ".join(problems[:5]))
     return data
+
+
+def manifest_problems(folder: Path, data: dict[str, Any]) -> list[str]:
+    """Shape and containment problems of a parsed manifest, in words."""
+    problems: list[str] = []
+    pg = data.get("postgres")
+    if pg is not None and not isinstance(pg, dict):
+        problems.append(f"`postgres` must be an object, got {type(pg).__name__}")
+    q = data.get("qdrant")
+    collections: Any = {}
+    if q is not None:
+        if not isinstance(q, dict):
+            problems.append(f"`qdrant` must be an object, got {type(q).__name__}")
+        else:
+            collections = q.get("collections", {})
+            if not isinstance(collections, dict):
+                problems.append(f"`qdrant.collections` must be an object, got {type(collections).__name__}")
+                collections = {}
+    entries = [("postgres", pg)] if isinstance(pg, dict) else []
+    if isinstance(pg, dict) and pg.get("globals") is not None:
+        entries.append(("postgres.globals", pg["globals"]))
+    entries += [(f"qdrant.collections.{name}", e) for name, e in collections.items()]
+    root = folder.resolve()
+    for where, entry in entries:
+        if not isinstance(entry, dict):
+            problems.append(f"`{where}` must be an object")
+            continue
+        file, size, digest = entry.get("file"), entry.get("size"), entry.get("sha256")
+        if not isinstance(file, str) or not file:
+            problems.append(f"`{where}.file` is missing")
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(digest, str):
+            problems.append(f"`{where}` needs a whole-number `size` and a `sha256` string")
+        rel = Path(file)
+        if rel.is_absolute() or ".." in rel.parts or not (folder / rel).resolve().is_relative_to(root):
+            problems.append(f"`{where}.file` ({file!r}) points outside the backup folder")
+    return problems
 
 
 def artifacts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -68,6 +124,8 @@ def artifacts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     pg = manifest.get("postgres")
     if pg:
         found.append(pg)
+        if pg.get("globals"):
+            found.append(pg["globals"])
     for entry in (manifest.get("qdrant") or {}).get("collections", {}).values():
         found.append(entry)
     return found

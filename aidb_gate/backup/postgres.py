@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aidb_gate.backup.manifest import BackupError, sha256_file
+from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
 
 FIELD, RECORD = "\x1f", "\x1e"
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
@@ -98,7 +98,7 @@ def dump(pg: PgTarget, dest: Path) -> dict[str, Any]:
     """`pg_dump -Fc` of the whole database into dest; returns the manifest entry."""
     begin = time.monotonic()
     tmp = dest.with_name(f".{dest.name}.partial")
-    with tmp.open("wb") as out:
+    with open_private(tmp) as out:
         pg.exec(["pg_dump", "-Fc", "-U", pg.user, "-d", pg.db], stdout=out)
     tmp.replace(dest)
     return {
@@ -112,6 +112,29 @@ def dump(pg: PgTarget, dest: Path) -> dict[str, Any]:
         "tables": row_counts(pg),
         "duration_s": round(time.monotonic() - begin, 3),
     }
+
+
+def dump_globals(pg: PgTarget, dest: Path) -> dict[str, Any]:
+    """The roles and memberships the database's grants and owners name (`pg_dumpall --globals-only`),
+    without role passwords: those belong to the secret store, and a restore must not change the
+    target's own login."""
+    tmp = dest.with_name(f".{dest.name}.partial")
+    with open_private(tmp) as out:
+        pg.exec(["pg_dumpall", "--globals-only", "--no-role-passwords", "-U", pg.user], stdout=out)
+    tmp.replace(dest)
+    return {"file": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size}
+
+
+def restore_globals(pg: PgTarget, path: Path) -> None:
+    """Create the backup's roles and memberships in the target; a role that already exists (the
+    image's own superuser) is kept as it is."""
+    with path.open("rb") as fh:
+        proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", "postgres"], stdin=fh, check=False)
+    errors = [line for line in proc.stderr.decode(errors="replace").splitlines()
+              if "ERROR" in line and "already exists" not in line]
+    if proc.returncode != 0 or errors:
+        raise BackupError(f"{path}: the roles of the backup could not be created in {pg.container}: "
+                          + "; ".join(errors[:5] or [f"psql exited {proc.returncode}"]))
 
 
 def list_dump(pg: PgTarget, path: Path) -> list[str]:
@@ -153,8 +176,8 @@ def restore(pg: PgTarget, path: Path, force: bool = False, db: str | None = None
                           f"({len(user_tables(pg, target_db))} tables). Restore into a fresh database, or pass --force to "
                           "replace its contents.")
     begin = time.monotonic()
-    args = ["pg_restore", "-U", pg.user, "-d", target_db, "--no-owner", "--no-privileges", "--exit-on-error",
-            "--single-transaction"]
+    # Owners and privileges are restored as they were: the roles they name come first (restore_globals).
+    args = ["pg_restore", "-U", pg.user, "-d", target_db, "--exit-on-error", "--single-transaction"]
     if force:
         args += ["--clean", "--if-exists"]
     with path.open("rb") as fh:
@@ -184,6 +207,44 @@ FINGERPRINT_QUERIES = {
                  f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA} AND p.prokind IN ('f', 'p')",
     "comments": "SELECT pg_describe_object(classoid, objoid, objsubid), description FROM pg_description "
                 "WHERE objoid >= 16384",
+    # NULL means the built-in default (the owner holds everything): acldefault() spells it out, so a
+    # restore that drops explicit grants shows exactly the grants lost, not the owner's implicit ones.
+    "privileges": " UNION ALL ".join(
+        f"SELECT {label}, coalesce((SELECT string_agg(coalesce(r.rolname, 'PUBLIC') || '=' || a.privilege_type "
+        f"|| CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY 1) FROM aclexplode({acl}) a "
+        f"LEFT JOIN pg_roles r ON r.oid = a.grantee), '') {source}" for label, acl, source in (
+            ("'schema ' || quote_ident(n.nspname)", "coalesce(n.nspacl, acldefault('n', n.nspowner))",
+             f"FROM pg_namespace n WHERE {USER_SCHEMA}"),
+            ("CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view ' WHEN 'm' THEN 'view ' ELSE 'table ' END "
+             "|| format('%I.%I', n.nspname, c.relname)",
+             "coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))",
+             f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA} "
+             "AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"),
+            ("'function ' || p.oid::regprocedure::text", "coalesce(p.proacl, acldefault('f', p.proowner))",
+             f"FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA}"),
+            ("'type ' || format('%I.%I', n.nspname, t.typname)", "coalesce(t.typacl, acldefault('T', t.typowner))",
+             f"FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {USER_SCHEMA} "
+             "AND t.typtype IN ('e', 'd', 'r')"))),
+    "owners": f"SELECT 'schema ' || quote_ident(n.nspname), pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE {USER_SCHEMA} "
+              "UNION ALL SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner) FROM pg_class c "
+              f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA} AND c.relkind IN ('r','p','v','m','S','f') "
+              "UNION ALL SELECT 'function ' || p.oid::regprocedure::text, pg_get_userbyid(p.proowner) FROM pg_proc p "
+              f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA}",
+    "default privileges": "SELECT pg_get_userbyid(d.defaclrole) || ' in ' || coalesce(quote_ident(n.nspname), 'every schema') "
+                          "|| ' on ' || d.defaclobjtype::text, coalesce((SELECT string_agg(coalesce(r.rolname, 'PUBLIC') "
+                          "|| '=' || a.privilege_type, ',' ORDER BY 1) FROM aclexplode(d.defaclacl) a LEFT JOIN pg_roles r "
+                          "ON r.oid = a.grantee), '') FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",
+    "row security": "SELECT format('%I.%I', n.nspname, c.relname), CASE WHEN c.relforcerowsecurity THEN 'forced' ELSE 'enabled' "
+                    "END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relrowsecurity "
+                    f"AND {USER_SCHEMA}",
+    "policies": "SELECT format('%I.%I %I', schemaname, tablename, policyname), concat_ws(' ', permissive, cmd, "
+                "array_to_string(roles, ','), 'using', md5(coalesce(qual, '')), 'check', md5(coalesce(with_check, ''))) "
+                f"FROM pg_policies WHERE schemaname NOT IN {SYSTEM_SCHEMAS}",
+    "extensions": "SELECT extname, extversion FROM pg_extension",
+    "roles": "SELECT r.rolname, concat_ws(' ', CASE WHEN r.rolcanlogin THEN 'login' END, "
+             "CASE WHEN r.rolsuper THEN 'superuser' END, CASE WHEN r.rolbypassrls THEN 'bypassrls' END, "
+             "'member of:' || coalesce((SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m "
+             "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '')) FROM pg_roles r WHERE r.rolname !~ '^pg_'",
     "large objects": "SELECT 'count', count(*)::text FROM pg_largeobject_metadata UNION ALL "
                      "SELECT 'content', coalesce(md5(string_agg(md5(lo_get(oid)), '' ORDER BY md5(lo_get(oid)))), '') "
                      "FROM pg_largeobject_metadata",
@@ -227,6 +288,11 @@ def _changed(section: str, name: str, before: str, after: str) -> str:
         if n_before != n_after:
             return f"postgres table {name}: {n_before} rows before, {n_after} after the restore"
         return f"postgres table {name}: same {n_before} rows, but their content differs (a value was altered or lost)"
+    if section in ("privileges", "default privileges"):
+        lost = sorted(set(before.split(",")) - set(after.split(",")) - {""})
+        gained = sorted(set(after.split(",")) - set(before.split(",")) - {""})
+        said = f"postgres {section}: {name} lost " + (", ".join(lost) or "nothing")
+        return said + (f" and gained {', '.join(gained)}" if gained else "") + " in the restore (grantee=privilege)"
     if section == "sequences":
         return (f"postgres sequence {name}: last_value {before} before, {after} after the restore - the next insert "
                 "can collide with a restored row")

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
-from aidb_gate.backup.manifest import BackupError, sha256_file
+from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
 
 
 @dataclass
@@ -45,12 +46,18 @@ class QdrantTarget:
         return resp.json().get("result")
 
 
+def seg(name: str) -> str:
+    """A collection or snapshot name as one URL path segment: `%64ocs` must not reach `/docs`,
+    nor `a/../b` another collection."""
+    return quote(str(name), safe="")
+
+
 def collections(q: QdrantTarget) -> list[str]:
     return sorted(c["name"] for c in q.result("GET", "/collections")["collections"])
 
 
 def count(q: QdrantTarget, name: str) -> int:
-    return int(q.result("POST", f"/collections/{name}/points/count", json={"exact": True})["count"])
+    return int(q.result("POST", f"/collections/{seg(name)}/points/count", json={"exact": True})["count"])
 
 
 def version(q: QdrantTarget) -> str:
@@ -64,16 +71,16 @@ def snapshot_collection(q: QdrantTarget, name: str, folder: Path) -> dict[str, A
     """Create, download and check one collection's snapshot; returns its manifest entry."""
     begin = time.monotonic()
     points = count(q, name)
-    desc = q.result("POST", f"/collections/{name}/snapshots", params={"wait": "true"})
+    desc = q.result("POST", f"/collections/{seg(name)}/snapshots", params={"wait": "true"})
     snap = desc["name"]
-    listed = {s["name"]: s for s in q.result("GET", f"/collections/{name}/snapshots")}
+    listed = {s["name"]: s for s in q.result("GET", f"/collections/{seg(name)}/snapshots")}
     server_sum = (listed.get(snap) or desc).get("checksum")
     dest = folder / f"{name}.snapshot"
     tmp = dest.with_name(f".{dest.name}.partial")
-    resp = q.request("GET", f"/collections/{name}/snapshots/{snap}", stream=True)
+    resp = q.request("GET", f"/collections/{seg(name)}/snapshots/{seg(snap)}", stream=True)
     if resp.status_code != 200:
         raise BackupError(f"downloading snapshot {snap} of {name} answered {resp.status_code}: {resp.text[:200]}")
-    with tmp.open("wb") as out:
+    with open_private(tmp) as out:
         for chunk in resp.iter_content(1 << 20):
             out.write(chunk)
     tmp.replace(dest)
@@ -81,7 +88,7 @@ def snapshot_collection(q: QdrantTarget, name: str, folder: Path) -> dict[str, A
     if server_sum and digest != server_sum:
         raise BackupError(f"{dest}: sha256 {digest[:16]}... differs from the checksum Qdrant lists for {snap} "
                           f"({server_sum[:16]}...): the download is damaged")
-    q.request("DELETE", f"/collections/{name}/snapshots/{snap}")  # the server's copy is not the backup
+    q.request("DELETE", f"/collections/{seg(name)}/snapshots/{seg(snap)}")  # the server's copy is not the backup
     return {"file": f"qdrant/{dest.name}", "sha256": digest, "size": dest.stat().st_size, "points": points,
             "server_checksum": server_sum, "snapshot": snap, "duration_s": round(time.monotonic() - begin, 3)}
 
@@ -100,7 +107,8 @@ def restore_collection(q: QdrantTarget, name: str, path: Path, force: bool = Fal
                           f"{count(q, name)} points. Restore into a fresh Qdrant, or pass --force to replace it.")
     begin = time.monotonic()
     with path.open("rb") as fh:
-        resp = q.request("POST", f"/collections/{name}/snapshots/upload", params={"priority": priority, "wait": "true"},
+        resp = q.request("POST", f"/collections/{seg(name)}/snapshots/upload",
+                         params={"priority": priority, "wait": "true"},
                          files={"snapshot": (path.name, fh, "application/octet-stream")})
     if resp.status_code >= 300:
         raise BackupError(f"{path}: Qdrant refused the snapshot upload into {name} ({resp.status_code}: {resp.text[:300]})")
@@ -111,7 +119,7 @@ def fingerprint(q: QdrantTarget, names: list[str] | None = None) -> dict[str, di
     """{collection: {"config": ..., "points": {id: (payload json, vector)}}} for every collection."""
     out = {}
     for name in names if names is not None else collections(q):
-        info = q.result("GET", f"/collections/{name}")
+        info = q.result("GET", f"/collections/{seg(name)}")
         vectors = info["config"]["params"]["vectors"]
         points: dict[str, tuple[str, Any]] = {}
         offset = None
@@ -119,7 +127,7 @@ def fingerprint(q: QdrantTarget, names: list[str] | None = None) -> dict[str, di
             body = {"limit": 256, "with_payload": True, "with_vector": True}
             if offset is not None:
                 body["offset"] = offset
-            page = q.result("POST", f"/collections/{name}/points/scroll", json=body)
+            page = q.result("POST", f"/collections/{seg(name)}/points/scroll", json=body)
             for p in page["points"]:
                 points[str(p["id"])] = (json.dumps(p.get("payload"), sort_keys=True), p.get("vector"))
             offset = page.get("next_page_offset")

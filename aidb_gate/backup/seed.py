@@ -7,7 +7,8 @@ returned, so `round_trip_verdict` can name any field the service changed on the 
 each column's type (unicode, quotes, backslashes, JSON, bytes, extreme numbers), so the round
 trip covers tables the gate has never seen;
 `create_probe_objects` adds one of each object kind a lossy dump drops (schema, enum, domain,
-view, sequence state, constraint, index, trigger, function, comment, large object).
+view, sequence state, constraint, index, trigger, function, comment, large object) and what a
+read-only role depends on (a role, grants, a default privilege, a row-level security policy).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import requests
 from aidb_gate.backup.postgres import PgTarget, quote_ident
 
 PROBE_SCHEMA = "aidb_gate_probe"
+#: A read-only reporting role the probe objects grant to (a global: backups must carry it).
+PROBE_ROLE = "aidb_gate_reader"
 
 # Awkward on purpose: quotes, backslashes, right-to-left, combining marks, emoji, astral plane.
 TEXT_SAMPLES = [
@@ -145,6 +148,19 @@ INSERT INTO {PROBE_SCHEMA}.notes (parent_id, mood, weight, body, extra, raw, big
 CREATE TABLE {PROBE_SCHEMA}.audit (id bigserial PRIMARY KEY, event text NOT NULL);
 INSERT INTO {PROBE_SCHEMA}.audit (event) VALUES ('created'), ('seeded ✓'), ('backed up');
 SELECT lo_from_bytea(0, convert_to('large object: ünïcode 🚀', 'UTF8'));
+-- What a read-only reporting role depends on: grants, a default privilege, row-level security.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROBE_ROLE}') THEN CREATE ROLE {PROBE_ROLE} NOLOGIN; END IF;
+END $$;
+GRANT USAGE ON SCHEMA {PROBE_SCHEMA} TO PUBLIC;
+GRANT USAGE ON SCHEMA {PROBE_SCHEMA} TO {PROBE_ROLE};
+GRANT SELECT ON {PROBE_SCHEMA}.notes, {PROBE_SCHEMA}.calm_notes TO {PROBE_ROLE};
+GRANT SELECT ON {PROBE_SCHEMA}.parent TO PUBLIC;
+GRANT USAGE ON SEQUENCE {PROBE_SCHEMA}.ticket TO {PROBE_ROLE};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {PROBE_SCHEMA} GRANT SELECT ON TABLES TO {PROBE_ROLE};
+ALTER TABLE {PROBE_SCHEMA}.audit ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hide_backup_events ON {PROBE_SCHEMA}.audit FOR SELECT USING (event <> 'backed up');
+GRANT SELECT ON {PROBE_SCHEMA}.audit TO {PROBE_ROLE};
 """
 
 

@@ -79,7 +79,9 @@ def backup_facts(backup: BackupRun, restore_timings: dict[str, float] | None) ->
                              "restore_s": round(restore_timings.get("postgres", 0), 3) if restore_timings else None,
                              "invariants": "row count and ordered content hash of every table in every schema; "
                                            "sequences; views; types; constraints; indexes; triggers; functions; "
-                                           "comments; large objects"}
+                                           "comments; large objects; privileges of every schema, table, view, "
+                                           "sequence, function and type; owners; default privileges; row-level "
+                                           "security and policies; extensions and versions; roles and memberships"}
     q = backup.manifest.get("qdrant")
     if q:
         facts["qdrant"] = {"size_bytes": sum(c["size"] for c in q["collections"].values()), "backup_s": q["duration_s"],

@@ -6,6 +6,7 @@ at the bundled reference AIDB, so they exercise the same code path as `pytest -m
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -140,8 +141,10 @@ def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_tho
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
                     reason="needs Podman (make test installs it)")
 def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
-    """The seed's own scripts (plain SQL through gzip; snapshots by curl) pass the backup and restore
-    stages, because the gate restores what they wrote and compares content, not exit codes."""
+    """The seed's own scripts (plain SQL through gzip with --no-owner --no-acl; snapshots by curl)
+    run unchanged and their backups verify - and the restore stage fails them, because the gate
+    restores what they wrote and compares content, grants included, not exit codes: the verdict
+    lists the grants lost, by role and object."""
     scripts = ROOT / "fixtures" / "user-backup"
     pytester.makepyprojecttoml(
         f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
@@ -151,9 +154,16 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
         "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
         "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
         str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
-    result.assert_outcomes(passed=13)
     manifest = next((pytester.path / "reports" / "backup").glob("*/manifest.json")).read_text()
     assert '"format": "plain.gz"' in manifest and "backup-postgresql.sh" in manifest
+    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
+    assert summary["first_failure"] == "restore", result.stdout.str()[-3000:]
+    failed = {nodeid.rsplit("::", 1)[-1]: text for nodeid, text in summary["verdicts"].items()}
+    assert set(failed) == {"test_postgres_restores_without_loss"}, failed
+    verdict = failed["test_postgres_restores_without_loss"]
+    for lost in ("table aidb_gate_probe.notes lost aidb_gate_reader=SELECT", "schema aidb_gate_probe lost PUBLIC=USAGE",
+                 "default privileges", "roles: aidb_gate_reader is missing"):
+        assert lost in verdict, verdict
 
 
 def _external_containers() -> set[str]:
