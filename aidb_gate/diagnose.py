@@ -157,8 +157,8 @@ def dependency_mismatch(target_log: str, dep_logs: dict[str, str], provided: dic
             if not m:
                 continue
             value = m.group(1) if m.groups() else ""
-            said = meaning.format(value)
             dep = source if source != "target" else owner
+            said = meaning.format(value, dep=dep or "the dependency", image=provided.get(dep, {}).get("image", "its image"))
             if key and dep in provided and value and value != provided[dep].get(key):
                 names = {"user": "user", "db": "database"}
                 return (f"{dep}: {said}. The service uses {names[key]} `{value}`; the stack provides "
@@ -184,13 +184,19 @@ def last_progress(text: str) -> str:
     return own[-1].strip() if own else ""
 
 
+#: Words of a line that says a connection to a host failed (resolver, TCP, client library).
+REACH_FAILED = re.compile(r"resolve|translate host|name or service|not known|getaddrinfo|connect|refused|unreachable|"
+                          r"timed? ?out|no route|errno|failed|error", re.IGNORECASE)
+
+
 def outside_dependency(log_text: str, not_started: dict[str, list[str]]) -> str | None:
     """A compose service the service's log names although it is outside its depends_on (so
     neither compose nor the gate started it before the service): the missing dependency."""
     for name, variables in not_started.items():
-        if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", log_text):
-            named = f" (named by {', '.join(variables)})" if variables else ""
-            return (f"the service reached for `{name}`{named}, a compose service that is not in its depends_on, so "
+        named = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])")
+        if any(named.search(line) and REACH_FAILED.search(line) for line in log_text.splitlines()):
+            by = f" (named by {', '.join(variables)})" if variables else ""
+            return (f"the service reached for `{name}`{by}, a compose service that is not in its depends_on, so "
                     f"it was not started first - nor by the gate. Add `{name}` to the service's depends_on (with "
                     "condition: service_healthy where it has a healthcheck)")
     return None
@@ -271,7 +277,7 @@ def _diagnose_boot(session: Pipeline) -> Diagnosis:
 
     boot, stack, cfg = session.boot(), session.stack(), session.cfg
     dep_logs = {name: d.log.snapshot() for name, d in stack.deps.items()}
-    provided = {name: d.endpoint() for name, d in stack.deps.items()}
+    provided = {name: {**d.endpoint(), "image": d.image.wanted or d.image.ref} for name, d in stack.deps.items()}
     outside = cfg.compose.not_started if cfg.compose else {}
     refusals = refusals_of({name: plugin(d.kind) for name, d in stack.deps.items()})
     return explain_boot(session.connect(), boot, cfg.port, dep_logs, provided, outside, refusals)

@@ -31,6 +31,9 @@ REFUSALS = (
     (r'role "([^"]+)" does not exist', "user", "role `{0}` does not exist"),
     (r'database "([^"]+)" does not exist', "db", "database `{0}` does not exist"),
     (r'no pg_hba\.conf entry for host "[^"]+", user "([^"]+)"', "user", "no pg_hba entry for user `{0}`"),
+    (r'extension "([^"]+)" is not available', None,
+     "the stack's Postgres ({image}) has no extension `{0}` - the environment differs from production, not the code: "
+     "run an image that has it (`dependencies.{dep}.image`, or the compose file's `image:` for `{dep}`)"),
 )
 
 

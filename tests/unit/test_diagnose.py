@@ -59,3 +59,35 @@ def test_boot_problems_find_tracebacks_and_error_lines():
     problems = boot_problems(log)
     assert problems == ["Traceback ending in: ValueError: boom", "ERROR: db down"]
     assert boot_problems("INFO all good\nerrors=0\n") == []
+
+
+def test_a_failed_reach_for_a_service_outside_depends_on_is_named():
+    outside = {"postgres": ["AIDB_POSTGRES_HOST"], "embeddings": ["EMBEDDING_SERVICE_URL"]}
+    log = "INFO starting\nERROR postgres: could not translate host name \"postgres\" to address: Name or service not known\n"
+    verdict = diagnose.outside_dependency(log, outside)
+    assert verdict.startswith("the service reached for `postgres` (named by AIDB_POSTGRES_HOST)")
+    assert diagnose.outside_dependency("INFO embeddings client configured\nERROR database down\n", outside) is None
+
+
+def test_sigkill_under_a_memory_limit_is_read_as_the_oom_killer():
+    assert diagnose.memory_limit({"HostConfig": {"Memory": 268435456}}) == 256 * 2**20
+    assert diagnose.memory_limit({"HostConfig": {}}) == 0
+
+
+def test_plugin_refusals_are_owned_by_their_dependency():
+    from aidb_gate.services import postgres
+
+    refusals = diagnose.refusals_of({"db": postgres})
+    verdict = diagnose.dependency_mismatch('FATAL:  database "aidb" does not exist', {}, {"db": {"db": "app"}}, refusals)
+    assert verdict.startswith("db: database `aidb` does not exist. The service uses database `aidb`; the stack provides `app`")
+
+
+def test_a_missing_extension_is_the_environment_and_names_the_image_and_the_key():
+    from aidb_gate.services import postgres
+
+    log = 'psycopg.errors.FeatureNotSupported: extension "vector" is not available\nDETAIL: Could not open extension control file'
+    verdict = diagnose.dependency_mismatch(log, {}, {"postgres": {"image": "docker.io/library/postgres:16"}},
+                                           diagnose.refusals_of({"postgres": postgres}))
+    assert verdict.startswith("the stack's Postgres (docker.io/library/postgres:16) has no extension `vector` - the "
+                              "environment differs from production, not the code")
+    assert "`dependencies.postgres.image`" in verdict
