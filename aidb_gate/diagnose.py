@@ -259,8 +259,8 @@ def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, s
     progress = last_progress(log_text) or "(no output besides request logs)"
     verdict = (f"startup did not complete by the deadline: the startup endpoint still answered "
                f"{boot.last_status} after {boot.seconds:.0f} s; the last thing it logged was: {progress[:400]}")
-    if mismatch:
-        verdict += f". {mismatch}"
+    if mismatch:  # the cause leads, so the banner and the verdict list show it first
+        verdict = f"{mismatch} - so {verdict}"
     return Diagnosis(verdict, evidence)
 
 
