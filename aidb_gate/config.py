@@ -52,7 +52,8 @@ DEFAULTS: dict[str, Any] = {
         "legacy": "/health",
         "metrics": "/metrics",
     },
-    "backup": {"postgres_command": "", "qdrant_command": "", "command_timeout_s": 600.0},
+    "backup": {"postgres_command": "", "qdrant_command": "", "postgres_restore_command": "",
+               "qdrant_restore_command": "", "command_timeout_s": 600.0},
     "faults": {"budget_s": 15.0, "actions": ["stop", "pause", "kill"]},
     "data": {
         "documents": True,
@@ -180,6 +181,7 @@ class GateConfig:
     auth: dict[str, Any]
     data: dict[str, Any]
     backup_commands: dict[str, str]
+    restore_commands: dict[str, str]
     backup_timeout_s: float
     fault_budget_s: float
     fault_actions: tuple[str, ...]
@@ -459,7 +461,9 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
         health=dict(m["health"]),
         auth=dict(m["auth"]),
         data=dict(m["data"]),
-        backup_commands={k.removesuffix("_command"): v for k, v in m["backup"].items() if k.endswith("_command") and v},
+        backup_commands={k: m["backup"][f"{k}_command"] for k in ("postgres", "qdrant") if m["backup"][f"{k}_command"]},
+        restore_commands={k: m["backup"][f"{k}_restore_command"] for k in ("postgres", "qdrant")
+                          if m["backup"][f"{k}_restore_command"]},
         backup_timeout_s=float(m["backup"]["command_timeout_s"]),
         fault_budget_s=float(m["faults"]["budget_s"]),
         fault_actions=tuple(m["faults"]["actions"]),

@@ -123,7 +123,9 @@ def _restore(session: Pipeline) -> RestoreRun:
     pg, q = data_targets(session.connect(), fresh)
     session.progress(f"restore: into fresh {', '.join(names)}")
     begin = time.monotonic()
-    timings = restore_backup(backup.folder, pg, q)
+    cfg = session.cfg
+    timings = restore_backup(backup.folder, pg, q, commands=cfg.restore_commands, cwd=cfg.root,
+                             command_timeout_s=cfg.backup_timeout_s)
     restored = take_fingerprint(pg, q)
     session.work["restore"] = time.monotonic() - begin
     boot = session.boot_against(fresh, role="target-restored")

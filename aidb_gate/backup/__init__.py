@@ -122,8 +122,14 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
     return problems
 
 
-def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, force: bool = False) -> dict[str, float]:
-    """Verify, then restore into pg and q. Refuses (and changes nothing) when verification fails."""
+def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, force: bool = False,
+                   commands: dict[str, str] | None = None, cwd: Path | None = None,
+                   command_timeout_s: float = user_commands.DEFAULT_TIMEOUT_S) -> dict[str, float]:
+    """Verify, then restore into pg and q. Refuses (and changes nothing) when verification fails.
+
+    `commands` ({"postgres": ..., "qdrant": ...}) replaces the gate's own restore of a part with
+    the user's procedure, run from `cwd` against the same targets and judged the same way."""
+    commands = commands or {}
     problems = verify_backup(folder, pg)
     if problems:
         raise BackupError("refusing to restore a backup that does not verify: " + "; ".join(problems))
@@ -143,9 +149,12 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
                                   "Restore into a fresh Qdrant, or pass --force.")
     entry = manifest.get("postgres")
     if pg is not None and entry:
-        if entry.get("globals"):
-            pg_backup.restore_globals(pg, folder / entry["globals"]["file"])
-        if entry.get("format", "custom") == "custom":
+        if commands.get("postgres"):
+            timings["postgres"] = user_commands.restore_with_command(commands["postgres"], cwd or Path.cwd(), folder,
+                                                                     manifest, pg, None, command_timeout_s)
+        elif entry.get("format", "custom") == "custom":
+            if entry.get("globals"):
+                pg_backup.restore_globals(pg, folder / entry["globals"]["file"])
             timings["postgres"] = pg_backup.restore(pg, folder / entry["file"], force=force)
         else:
             timings["postgres"] = user_commands.restore_plain(pg, folder / entry["file"], entry["format"] == "plain.gz",
@@ -154,12 +163,17 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
         begin = time.monotonic()
         for name, entry in manifest["qdrant"]["collections"].items():
             try:
-                q_backup.restore_collection(q, name, folder / entry["file"], force=force)
+                if commands.get("qdrant"):
+                    user_commands.restore_with_command(commands["qdrant"], cwd or Path.cwd(), folder,
+                                                       {"qdrant": {"collections": {name: entry}}}, None, q,
+                                                       command_timeout_s)
+                else:
+                    q_backup.restore_collection(q, name, folder / entry["file"], force=force)
             except BackupError as err:
                 if "postgres" in timings:  # not all-or-nothing: say what already changed
-                    raise BackupError(f"{err} Postgres was already restored into {pg.db if pg else '?'}; the Qdrant "
-                                      "restore did not complete, so the two no longer match: restore both again "
-                                      "into fresh targets.") from None
+                    raise BackupError(f"{err} - and Postgres was already restored into {pg.db if pg else '?'}: the "
+                                      "Qdrant restore did not complete, so the two no longer match; restore both "
+                                      "again into fresh targets.") from None
                 raise
         timings["qdrant"] = time.monotonic() - begin
     return timings

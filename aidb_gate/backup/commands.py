@@ -65,12 +65,17 @@ def run_command(command: str, cwd: Path, env: dict[str, str], what: str, timeout
     except subprocess.TimeoutExpired:
         _stop_group(proc)
         output, _ = proc.communicate()
-        raise BackupError(f"your {what} backup command `{command}` was still running after {timeout_s:g} s "
+        raise BackupError(f"your {what} command `{command}` was still running after {timeout_s:g} s "
                           f"(backup.command_timeout_s) and was stopped with its process group; its output ends with: "
                           f"{(output or '').strip()[-800:] or '(nothing)'}") from None
     if proc.returncode != 0:
-        raise BackupError(f"your {what} backup command `{command}` exited {proc.returncode} after "
-                          f"{time.monotonic() - begin:.1f} s: {(output or '').strip()[-1500:]}")
+        said = (output or "").strip()[-1500:]
+        hint = ""
+        if re.search(r"\b405\b", said):
+            hint = (" - HTTP 405 (method not allowed): Qdrant takes a snapshot upload as POST "
+                    "/collections/{name}/snapshots/upload (multipart), not PUT")
+        raise BackupError(f"your {what} command `{command}` exited {proc.returncode} after "
+                          f"{time.monotonic() - begin:.1f} s{hint}: {said}")
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -109,7 +114,7 @@ def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget,
     out.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     tables = pg_backup.row_counts(pg)
-    run_command(command, cwd, command_env(out, pg, None), "Postgres", timeout_s)
+    run_command(command, cwd, command_env(out, pg, None), "Postgres backup", timeout_s)
     files = [p for p in out.rglob("*") if p.is_file()]
     if len(files) != 1:
         raise BackupError(f"your Postgres backup command `{command}` exited 0 but left {len(files)} files in $BACKUP_DIR "
@@ -126,7 +131,7 @@ def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
     out.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     counts = {name: q_backup.count(q, name) for name in q_backup.collections(q)}
-    run_command(command, cwd, command_env(out, None, q), "Qdrant", timeout_s)
+    run_command(command, cwd, command_env(out, None, q), "Qdrant backup", timeout_s)
     entries = {}
     for name, points in counts.items():
         path = newest_for(out, name)
@@ -137,6 +142,31 @@ def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
         entries[name] = {"file": str(path.relative_to(dest)), "sha256": sha256_file(path), "size": path.stat().st_size,
                          "points": points, "command": command}
     return {"url": q.url, "collections": entries, "duration_s": round(time.monotonic() - begin, 3)}
+
+
+def restore_with_command(command: str, cwd: Path, folder: Path, manifest: dict[str, Any], pg: PgTarget | None,
+                         q: QdrantTarget | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """Run the user's own restore procedure against the fresh target: once for the Postgres dump
+    (`BACKUP_FILE`), or once per Qdrant collection (`BACKUP_FILE`, `QDRANT_COLLECTION`). A Qdrant
+    collection that holds points in the backup and none after the command is named, with the
+    usual cause (an upload without `priority=snapshot`)."""
+    begin = time.monotonic()
+    if pg is not None:
+        env = {**command_env(folder, pg, None), "BACKUP_FILE": str(folder / manifest["postgres"]["file"])}
+        run_command(command, cwd, env, "Postgres restore", timeout_s)
+        return time.monotonic() - begin
+    assert q is not None
+    for name, entry in manifest["qdrant"]["collections"].items():
+        env = {**command_env(folder, None, q), "BACKUP_FILE": str(folder / entry["file"]), "QDRANT_COLLECTION": name}
+        run_command(command, cwd, env, "Qdrant restore", timeout_s)
+        held = entry.get("points")
+        now = q_backup.count(q, name) if name in q_backup.collections(q) else None
+        if held and not now:
+            raise BackupError(f"your Qdrant restore command `{command}` exited 0 but collection {name} holds "
+                              f"{'no points' if now == 0 else 'nothing: it does not exist'} (the backup holds {held}): "
+                              "a snapshot uploaded without `priority=snapshot` can restore an empty collection; "
+                              "upload with ?priority=snapshot")
+    return time.monotonic() - begin
 
 
 def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> float:

@@ -166,6 +166,33 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
         assert lost in verdict, verdict
 
 
+@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
+                    reason="needs Podman (make test installs it)")
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_users_restore_command_is_judged_too(pytester, method):
+    """The user's own Qdrant restore procedure runs against the fresh target and the same
+    invariants judge it; uploading with PUT (Qdrant answers 405) is a verdict that says so."""
+    script = pytester.path / "restore-qdrant.sh"
+    text = (ROOT / "fixtures" / "user-backup" / "restore-qdrant.sh").read_text()
+    script.write_text(text.replace("curl -fsS -X POST", f"curl -fsS -X {method}"))
+    script.chmod(0o755)
+    pytester.makepyprojecttoml(
+        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
+        f'[tool.aidb-gate.backup]\nqdrant_restore_command = "{script}"\n')
+    result = pytester.runpytest_subprocess(
+        "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
+        "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
+        str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
+    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
+    if method == "POST":
+        assert summary["exit_status"] == 0, result.stdout.str()[-3000:]
+        return
+    assert summary["first_failure"] == "restore", result.stdout.str()[-3000:]
+    headlines = [text.splitlines()[0] for text in summary["verdicts"].values()]
+    assert any("your Qdrant restore command" in h and "HTTP 405" in h and "POST /collections/{name}/snapshots/upload" in h
+               for h in headlines), headlines
+
+
 def _external_containers() -> set[str]:
     """Build containers: what `podman ps --external` lists beyond Podman's own containers."""
     def ids(*flags: str) -> set[str]:
