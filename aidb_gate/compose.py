@@ -125,6 +125,14 @@ class ComposeStack:
     def project_dir(self) -> Path:
         return self.path.parent
 
+    def secret_values(self) -> list[str]:
+        """Every value a report must never show: the random per-run ones, and whatever the file
+        (or `compose_variables`) gives a variable whose name looks like a secret."""
+        found = list(self.generated.values())
+        for svc in [self.target, *self.dependencies.values()]:
+            found += [v for k, v in svc.environment.items() if v and SECRET_NAME.search(k) and not k.endswith("_FILE")]
+        return found
+
     def facts(self) -> dict[str, Any]:
         """How the gated stack differs from the file's, for the report's evidence (no values)."""
         found: dict[str, Any] = {"file": str(self.path), "service": self.target.name,

@@ -68,7 +68,7 @@ class GateSession:
         self._kept: KeptStack | None = None
         #: The host side of compose mounts and secrets, made per run and removed by close().
         self.mounts = MountPlan(self.run, self._make_volume)
-        for value in cfg.compose.generated.values() if cfg.compose else ():
+        for value in cfg.compose.secret_values() if cfg.compose else ():
             self.run.redactor.add(value)
         self.api_key = self._api_key()
         self.reaped: Sweep | None = None

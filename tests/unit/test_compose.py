@@ -1128,3 +1128,13 @@ def test_extends_and_include_are_refused_and_file_configs_are_copied(tmp_path: P
     (tmp_path / "i.yml").write_text("include: [other.yml]\nservices:\n  app:\n    image: a\n")
     with pytest.raises(ComposeError, match="`include` is not supported"):
         load_compose(tmp_path / "i.yml", "app", environ={})
+
+
+def test_values_of_secret_looking_variables_are_known_to_the_redactor(tmp_path: Path) -> None:
+    from aidb_gate.compose import load_compose
+
+    (tmp_path / "c.yml").write_text("services:\n  app:\n    image: a\n    environment:\n"
+                                    "      SENTRY_TOKEN: literal-token-value\n      DB_PASSWORD: ${DB_PASSWORD}\n"
+                                    "      KEY_FILE: /run/secrets/k\n      PORT: '80'\n")
+    stack = load_compose(tmp_path / "c.yml", "app", {"DB_PASSWORD": "configured-pw"}, environ={})
+    assert sorted(stack.secret_values()) == ["configured-pw", "literal-token-value"]
