@@ -138,6 +138,19 @@ def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_tho
     assert leftovers(alive_id) == []
 
 
+def _backup_and_restore(pytester: pytest.Pytester, backup_table: str) -> tuple[pytest.RunResult, dict]:
+    """The backup and restore stages of the reference in a child run with these `[backup]` keys:
+    (the child's result, its summary.json)."""
+    pytester.makepyprojecttoml(
+        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
+        f'[tool.aidb-gate.backup]\n{backup_table}')
+    result = pytester.runpytest_subprocess(
+        "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
+        "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
+        str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
+    return result, json.loads((pytester.path / "reports" / "summary.json").read_text())
+
+
 @pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
                     reason="needs Podman (make test installs it)")
 def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
@@ -146,17 +159,10 @@ def test_user_backup_commands_are_judged_by_the_same_invariants(pytester):
     restores what they wrote and compares content, grants included, not exit codes: the verdict
     lists the grants lost, by role and object."""
     scripts = ROOT / "fixtures" / "user-backup"
-    pytester.makepyprojecttoml(
-        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
-        f'[tool.aidb-gate.backup]\npostgres_command = "{scripts}/backup-postgresql.sh backup"\n'
-        f'qdrant_command = "{scripts}/backup-qdrant.sh backup"\n')
-    result = pytester.runpytest_subprocess(
-        "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
-        "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
-        str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
+    result, summary = _backup_and_restore(pytester, f'postgres_command = "{scripts}/backup-postgresql.sh backup"\n'
+                                                    f'qdrant_command = "{scripts}/backup-qdrant.sh backup"\n')
     manifest = next((pytester.path / "reports" / "backup").glob("*/manifest.json")).read_text()
     assert '"format": "plain.gz"' in manifest and "backup-postgresql.sh" in manifest
-    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
     assert summary["first_failure"] == "restore", result.stdout.str()[-3000:]
     failed = {nodeid.rsplit("::", 1)[-1]: text for nodeid, text in summary["verdicts"].items()}
     assert set(failed) == {"test_postgres_restores_without_loss"}, failed
@@ -176,14 +182,7 @@ def test_a_users_restore_command_is_judged_too(pytester, method):
     text = (ROOT / "fixtures" / "user-backup" / "restore-qdrant.sh").read_text()
     script.write_text(text.replace("curl -fsS -X POST", f"curl -fsS -X {method}"))
     script.chmod(0o755)
-    pytester.makepyprojecttoml(
-        f'[tool.aidb-gate]\nreports_dir = "reports"\ntarget = "{REFERENCE}"\nca_bundle = "auto"\n'
-        f'[tool.aidb-gate.backup]\nqdrant_restore_command = "{script}"\n')
-    result = pytester.runpytest_subprocess(
-        "-p", "aidb_gate.plugins.gate", "-p", "no:cacheprovider", "-c", str(pytester.path / "pyproject.toml"),
-        "--rootdir", str(pytester.path), "--confcutdir", str(ROOT / "suites"),
-        str(ROOT / "suites" / "test_backup.py"), str(ROOT / "suites" / "test_restore.py"), "-m", "p1", timeout=900)
-    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
+    result, summary = _backup_and_restore(pytester, f'qdrant_restore_command = "{script}"\n')
     if method == "POST":
         assert summary["exit_status"] == 0, result.stdout.str()[-3000:]
         return
