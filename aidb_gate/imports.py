@@ -143,14 +143,15 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
 
 
 def import_env(cfg: Any, api_key: str) -> dict[str, str]:
-    """The service's environment for the imports check, which runs with no network: every
-    dependency the contract's templates name points at a host that is not there."""
-    if cfg.compose is not None:
-        return dict(cfg.compose.target.environment)
+    """The service's environment for the imports check, which runs with no network: the compose
+    environment as written, or the contract's templates with every dependency pointing at a host
+    that is not there."""
+    from aidb_gate.boot import service_env
+
     fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
                      "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
                      "critical": str(d.critical).lower()} for d in cfg.enabled_dependencies}
-    return cfg.render_env(fake, api_key)
+    return service_env(cfg, fake, api_key)
 
 
 def _imports(session: Pipeline) -> ImportReport:

@@ -259,10 +259,6 @@ class GateSession:
         stack.extra[role] = dep
         return dep
 
-    def target_env(self) -> dict[str, str]:
-        """The service's environment against the running stack."""
-        return service_env(self.cfg, self.stack().endpoints(), self.api_key)
-
     def boot(self) -> Boot:
         self.target_image()
         self.stack()

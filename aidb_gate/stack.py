@@ -79,9 +79,6 @@ class Stack:
         """{alias: fixed address} of every dependency instance, for the target's /etc/hosts."""
         return {d.alias: d.ip for d in [*self.deps.values(), *self.extra.values()] if d.ip}
 
-    def target_env(self, cfg: GateConfig, api_key: str) -> dict[str, str]:
-        return cfg.render_env(self.endpoints(), api_key)
-
 
 def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir: Path,
                 mounts: MountPlan, progress: Progress | None = None) -> Stack:

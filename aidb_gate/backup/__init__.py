@@ -150,8 +150,8 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     entry = manifest.get("postgres")
     if pg is not None and entry:
         if commands.get("postgres"):
-            timings["postgres"] = user_commands.restore_with_command(commands["postgres"], cwd or Path.cwd(), folder,
-                                                                     manifest, pg, None, command_timeout_s)
+            timings["postgres"] = user_commands.restore_postgres_with_command(
+                commands["postgres"], cwd or Path.cwd(), folder, entry["file"], pg, command_timeout_s)
         elif entry.get("format", "custom") == "custom":
             if entry.get("globals"):
                 pg_backup.restore_globals(pg, folder / entry["globals"]["file"])
@@ -164,9 +164,9 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
         for name, entry in manifest["qdrant"]["collections"].items():
             try:
                 if commands.get("qdrant"):
-                    user_commands.restore_with_command(commands["qdrant"], cwd or Path.cwd(), folder,
-                                                       {"qdrant": {"collections": {name: entry}}}, None, q,
-                                                       command_timeout_s)
+                    user_commands.restore_collection_with_command(
+                        commands["qdrant"], cwd or Path.cwd(), folder, entry["file"], name, entry.get("points"), q,
+                        command_timeout_s)
                 else:
                     q_backup.restore_collection(q, name, folder / entry["file"], force=force)
             except BackupError as err:

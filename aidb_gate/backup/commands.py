@@ -144,29 +144,29 @@ def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
     return {"url": q.url, "collections": entries, "duration_s": round(time.monotonic() - begin, 3)}
 
 
-def restore_with_command(command: str, cwd: Path, folder: Path, manifest: dict[str, Any], pg: PgTarget | None,
-                         q: QdrantTarget | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
-    """Run the user's own restore procedure against the fresh target: once for the Postgres dump
-    (`BACKUP_FILE`), or once per Qdrant collection (`BACKUP_FILE`, `QDRANT_COLLECTION`). A Qdrant
-    collection that holds points in the backup and none after the command is named, with the
-    usual cause (an upload without `priority=snapshot`)."""
+def restore_postgres_with_command(command: str, cwd: Path, folder: Path, dump: str, pg: PgTarget,
+                                  timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """Run the user's own Postgres restore procedure against the fresh target (`BACKUP_DIR` is
+    the backup, `BACKUP_FILE` its dump)."""
     begin = time.monotonic()
-    if pg is not None:
-        env = {**command_env(folder, pg, None), "BACKUP_FILE": str(folder / manifest["postgres"]["file"])}
-        run_command(command, cwd, env, "Postgres restore", timeout_s)
-        return time.monotonic() - begin
-    assert q is not None
-    for name, entry in manifest["qdrant"]["collections"].items():
-        env = {**command_env(folder, None, q), "BACKUP_FILE": str(folder / entry["file"]), "QDRANT_COLLECTION": name}
-        run_command(command, cwd, env, "Qdrant restore", timeout_s)
-        held = entry.get("points")
-        now = q_backup.count(q, name) if name in q_backup.collections(q) else None
-        if held and not now:
-            raise BackupError(f"your Qdrant restore command `{command}` exited 0 but collection {name} holds "
-                              f"{'no points' if now == 0 else 'nothing: it does not exist'} (the backup holds {held}): "
-                              "a snapshot uploaded without `priority=snapshot` can restore an empty collection; "
-                              "upload with ?priority=snapshot")
+    run_command(command, cwd, {**command_env(folder, pg, None), "BACKUP_FILE": str(folder / dump)}, "Postgres restore",
+                timeout_s)
     return time.monotonic() - begin
+
+
+def restore_collection_with_command(command: str, cwd: Path, folder: Path, snapshot: str, name: str,
+                                    points: int | None, q: QdrantTarget, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Run the user's own Qdrant restore procedure for one collection (`BACKUP_FILE`,
+    `QDRANT_COLLECTION`). A collection that holds points in the backup and none afterwards is
+    named, with the usual cause (an upload without `priority=snapshot`)."""
+    env = {**command_env(folder, None, q), "BACKUP_FILE": str(folder / snapshot), "QDRANT_COLLECTION": name}
+    run_command(command, cwd, env, "Qdrant restore", timeout_s)
+    now = q_backup.count(q, name) if name in q_backup.collections(q) else None
+    if points and not now:
+        raise BackupError(f"your Qdrant restore command `{command}` exited 0 but collection {name} holds "
+                          f"{'no points' if now == 0 else 'nothing: it does not exist'} (the backup holds {points}): "
+                          "a snapshot uploaded without `priority=snapshot` can restore an empty collection; "
+                          "upload with ?priority=snapshot")
 
 
 def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> float:
