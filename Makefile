@@ -5,7 +5,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium tox
+.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium tools tox
+
+# The venv's bin first: the self-tests' backup scripts call pg_dump and psql as production's do,
+# and install-tools.sh puts PostgreSQL 18's there (Debian 12's 15 refuses an 18 server).
+export PATH := $(abspath $(BIN)):$(PATH)
 
 # doctor runs after the engine install and before any build (images depends on it too, so the
 # order holds under -j); its ERR lines say what to fix, and make stops there.
@@ -49,12 +53,17 @@ chromium:
 	      --no-install-recommends chromium fonts-liberation; } >"$$log" 2>&1 || { tail -n 20 "$$log"; rm -f "$$log"; exit 1; }; \
 	  rm -f "$$log"; }
 
+# Host tools the backup-procedure self-tests call (tests/plugin/test_user_backup.py): curl, jq,
+# and PostgreSQL 18 client tools in the venv. Installs nothing already there.
+tools: $(STAMP)
+	@bash scripts/install-tools.sh $(VENV)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The self-tests: unit, plugin (real child gate runs), integration and the known-bad corpus; two
 # workers, because most of their time is spent waiting on containers.
-unit: setup chromium
+unit: setup chromium tools
 	$(BIN)/pytest tests -n 2 --html=reports/selftest.html --junitxml=reports/selftest-junit.xml
 
 p1: setup

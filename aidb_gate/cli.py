@@ -114,22 +114,64 @@ def _targets(args: argparse.Namespace) -> tuple[PgTarget | None, QdrantTarget | 
         if cli is None:
             raise GateError(f"`{args.engine}` is not on PATH; backups run `{args.engine} exec` in the Postgres container. "
                             "Install it or pass --engine docker.")
-        pg = PgTarget(cli, args.postgres_container, args.postgres_user, args.postgres_db,
-                      env={**os.environ, **_conf_env(os.environ)[0]})
+        env = {**os.environ, **_conf_env(os.environ)[0]}
+        user, db = args.postgres_user, args.postgres_db
+        if not user or not db:
+            found_user, found_db = container_defaults(cli, args.postgres_container, env)
+            user, db = user or found_user, db or found_db
+        pg = PgTarget(cli, args.postgres_container, user, db, env=env)
     if getattr(args, "qdrant_url", None):
         q = QdrantTarget(args.qdrant_url, args.qdrant_api_key or os.environ.get("QDRANT_API_KEY"))
     return pg, q
 
 
+def container_defaults(cli: str, container: str, env: dict[str, str]) -> tuple[str, str]:
+    """The user and database the official Postgres image set up in `container`: its POSTGRES_USER
+    (default `postgres`) and POSTGRES_DB (default: the user), read from `inspect`."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([cli, "inspect", "--format", "{{json .Config.Env}}", container], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise GateError(f"`{Path(cli).name} inspect {container}` failed: {proc.stderr.strip()[-300:]}. Name a running "
+                        "Postgres container (--postgres-container), or give --postgres-user and --postgres-db.")
+    try:
+        pairs = dict(item.split("=", 1) for item in json.loads(proc.stdout) or [] if "=" in item)
+    except (ValueError, TypeError):
+        pairs = {}
+    user = pairs.get("POSTGRES_USER") or "postgres"
+    return user, pairs.get("POSTGRES_DB") or user
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
+    import shutil
+
     pg, q = _targets(args)
     if pg is None and q is None:
         raise GateError("Nothing to back up: give --postgres-container and/or --qdrant-url.")
-    manifest = take_backup(Path(args.out), pg, q)
-    problems = verify_backup(Path(args.out), pg)
+    out = Path(args.out)
+    fresh = not out.exists()
+    try:
+        manifest = take_backup(out, pg, q)
+    except BaseException:
+        # A failed backup is not kept half-written: what this command wrote goes, a folder it was
+        # given stays (empty, as it came).
+        if fresh and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        elif out.is_dir() and not (out / "manifest.json").exists():
+            for child in out.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        raise
+    problems = verify_backup(out, pg)
     _print(f"backup written to {args.out} in {manifest['duration_s']:.1f} s")
     if manifest.get("postgres"):
-        _print(f"postgres: {manifest['postgres']['size']} bytes, tables {manifest['postgres']['tables']}")
+        tables = manifest["postgres"].get("tables") or {}
+        _print(f"postgres {pg.db if pg else ''}: {manifest['postgres']['size']} bytes, {len(tables)} tables, "
+               f"{sum(tables.values())} rows")
     for name, entry in (manifest.get("qdrant") or {}).get("collections", {}).items():
         _print(f"qdrant {name}: {entry['points']} points, {entry['size']} bytes")
     for problem in problems:
@@ -167,8 +209,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 def _target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="podman", help="the container CLI used for `exec` (podman or docker)")
     p.add_argument("--postgres-container", help="name or id of the running Postgres container")
-    p.add_argument("--postgres-user", default="mcp")
-    p.add_argument("--postgres-db", default="mcp")
+    p.add_argument("--postgres-user", help="the role to connect as, inside the container (default: the container's "
+                                           "POSTGRES_USER, else postgres)")
+    p.add_argument("--postgres-db", help="the database to back up or restore into (default: the container's "
+                                         "POSTGRES_DB, else the user's name)")
     p.add_argument("--qdrant-url", help="Qdrant REST URL, e.g. http://127.0.0.1:6333")
     p.add_argument("--qdrant-api-key", help="Qdrant API key (default: $QDRANT_API_KEY)")
 
@@ -201,13 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--out", required=True, help="a new folder for the backup")
     backup.set_defaults(fn=cmd_backup)
     verify = sub.add_parser("verify", help="check a backup's artifacts against its manifest")
-    verify.add_argument("folder")
+    verify.add_argument("folder", help="the backup folder (the one holding manifest.json)")
     _target_options(verify)
     verify.set_defaults(fn=cmd_verify)
     restore = sub.add_parser("restore", help="verify, then restore a backup into Postgres and Qdrant")
-    restore.add_argument("folder")
+    restore.add_argument("folder", help="the backup folder (the one holding manifest.json)")
     _target_options(restore)
-    restore.add_argument("--force", action="store_true", help="replace the contents of non-empty targets")
+    restore.add_argument("--force", action="store_true", help="replace non-empty targets: the database is dropped and made "
+                         "again empty, collections are overwritten")
     restore.set_defaults(fn=cmd_restore)
     return parser
 

@@ -40,7 +40,9 @@ class Fingerprint:
         tables = self.postgres.get("tables", {})
         rows = sum(int(v.split(" rows ")[0]) for v in tables.values())
         points = sum(len(c["points"]) for c in self.qdrant.values())
-        return f"{len(tables)} tables, {rows} rows; {len(self.qdrant)} collections, {points} points"
+        exact = self.postgres.get("binary values", {})
+        bits = f" ({len(exact)} float/vector columns compared bit for bit)" if exact else ""
+        return f"{len(tables)} tables, {rows} rows{bits}; {len(self.qdrant)} collections, {points} points"
 
 
 def take_fingerprint(pg: PgTarget | None, q: QdrantTarget | None) -> Fingerprint:

@@ -10,8 +10,10 @@ manifest and never trusts an exit code alone. Restore and the loss-proving compa
 
 from __future__ import annotations
 
+import lzma
 import tarfile
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from aidb_gate import __version__
 from aidb_gate.backup import commands as user_commands
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
-from aidb_gate.backup.manifest import FORMAT, BackupError, check_artifacts, read_manifest, write_manifest
+from aidb_gate.backup.manifest import FORMAT, BackupError, artifacts, check_artifacts, fsync_tree, read_manifest, write_manifest
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
 
@@ -45,7 +47,11 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     commands = commands or {}
     if (dest / "manifest.json").exists():
         raise BackupError(f"{dest} already holds a backup (manifest.json); choose a new folder so nothing is overwritten.")
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
+        raise BackupError(f"{dest} is not a new or empty folder; a backup goes into a folder of its own, so that "
+                          "nothing planted there (a link, a stale file) is written through or mistaken for the backup.")
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dest.chmod(0o700)
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:
@@ -64,6 +70,7 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     if isinstance(manifest.get("qdrant"), dict) and manifest["qdrant"].get("url"):
         manifest["qdrant"]["url"] = _without_credentials(manifest["qdrant"]["url"])
     _private(dest)
+    fsync_tree(dest)  # the data first, so the manifest never vouches for bytes still in cache
     write_manifest(dest, manifest)  # last: its presence means the backup is complete
     (dest / "manifest.json").chmod(0o600)
     return manifest
@@ -100,8 +107,14 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
     except BackupError as err:
         return [str(err)]
     problems = check_artifacts(folder, manifest)
-    damaged = {p.split(":", 1)[0] for p in problems}
+    # What check_artifacts faulted, or what is no regular file (reading a FIFO blocks): no later check opens it.
+    # Matched by "path: " prefix, not by splitting at a colon: a folder's name can hold one (a timestamp).
+    damaged = {str(folder / e["file"]) for e in artifacts(manifest)
+               if not (folder / e["file"]).is_file() or any(p.startswith(f"{folder / e['file']}: ") for p in problems)}
     entry = manifest.get("postgres")
+    roles = (entry or {}).get("globals")
+    if roles and roles.get("format") and str(folder / roles["file"]) not in damaged:
+        problems += user_commands.check_plain(folder / roles["file"], gz=roles["format"] == "plain.gz")
     if entry and entry.get("format", "custom") != "custom" and str(folder / entry["file"]) not in damaged:
         problems += user_commands.check_plain(folder / entry["file"], gz=entry["format"] == "plain.gz")
     elif entry and pg is not None and str(folder / entry["file"]) not in damaged:
@@ -117,8 +130,10 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
         try:
             with tarfile.open(path) as tar:
                 tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as err:
-            problems.append(f"{path}: the snapshot of {name} is not a readable tar archive ({err})")
+        # A compressed archive corrupt past its first block raises the decompressor's own error (lzma's, in
+        # getmembers) rather than TarError. tarfile's message can span lines: make it one.
+        except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as err:
+            problems.append(f"{path}: the snapshot of {name} is not a readable tar archive ({' '.join(str(err).split())})")
     return problems
 
 
@@ -134,15 +149,20 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     if problems:
         raise BackupError("refusing to restore a backup that does not verify: " + "; ".join(problems))
     manifest = read_manifest(folder)
-    missing = [what for what, have, target in (("Postgres", manifest.get("postgres"), pg),
-                                               ("Qdrant", manifest.get("qdrant"), q)) if have and target is None]
+    missing = [(what, flag) for what, flag, have, target in (
+        ("Postgres", "--postgres-container", manifest.get("postgres"), pg),
+        ("Qdrant", "--qdrant-url", manifest.get("qdrant"), q)) if have and target is None]
     if missing:
-        raise BackupError(f"{folder} holds {' and '.join(missing)} data but no {' or '.join(missing)} target was given "
-                          "(--postgres-container / --qdrant-url); nothing was restored. Name every target, so a partial "
-                          "restore never looks complete.")
+        raise BackupError(f"{folder} holds {' and '.join(w for w, _ in missing)} data but no target was given for it "
+                          f"({' and '.join(f'{w}: {f}' for w, f in missing)}); nothing was restored. Name every target, "
+                          "so a partial restore never looks complete.")
     timings: dict[str, float] = {}
+    # Check every target before touching any, so a refusal leaves everything as it was.
+    if pg is not None and manifest.get("postgres") and not commands.get("postgres") and not force \
+            and not pg_backup.is_empty(pg):
+        raise BackupError(f"refusing to restore into database {pg.db} in {pg.container}: it is not empty. Restore "
+                          "into a fresh database, or pass --force to replace it.")
     if q is not None and manifest.get("qdrant"):
-        # Check every target before touching any, so a refusal leaves everything as it was.
         for name in manifest["qdrant"]["collections"]:
             if not force and name in q_backup.collections(q) and q_backup.count(q, name) > 0:
                 raise BackupError(f"refusing to restore into Qdrant collection {name} at {q.url}: it is not empty. "
@@ -152,13 +172,8 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
         if commands.get("postgres"):
             timings["postgres"] = user_commands.restore_postgres_with_command(
                 commands["postgres"], cwd or Path.cwd(), folder, entry["file"], pg, command_timeout_s)
-        elif entry.get("format", "custom") == "custom":
-            if entry.get("globals"):
-                pg_backup.restore_globals(pg, folder / entry["globals"]["file"])
-            timings["postgres"] = pg_backup.restore(pg, folder / entry["file"], force=force)
         else:
-            timings["postgres"] = user_commands.restore_plain(pg, folder / entry["file"], entry["format"] == "plain.gz",
-                                                              force=force)
+            timings["postgres"] = _restore_postgres(pg, folder, entry, force)
     if q is not None and manifest.get("qdrant"):
         begin = time.monotonic()
         for name, entry in manifest["qdrant"]["collections"].items():
@@ -177,3 +192,25 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
                 raise
         timings["qdrant"] = time.monotonic() - begin
     return timings
+
+
+def _restore_postgres(pg: PgTarget, folder: Path, entry: dict[str, Any], force: bool) -> float:
+    """The roles first, then the dump in one transaction. When the dump fails, the roles this
+    restore created are dropped again, so a failed restore leaves the server as it found it."""
+    roles = entry.get("globals")
+    before = pg_backup.role_names(pg) if roles else set()
+    try:
+        if roles:
+            pg_backup.restore_globals(pg, folder / roles["file"])
+        if entry.get("format", "custom") == "custom":
+            return pg_backup.restore(pg, folder / entry["file"], force=force)
+        return user_commands.restore_plain(pg, folder / entry["file"], entry["format"] == "plain.gz", force=force)
+    except BackupError as err:
+        if not roles:
+            raise
+        created = pg_backup.role_names(pg) - before
+        left = pg_backup.drop_roles(pg, created)
+        undone = (f"; the roles it had created ({', '.join(sorted(created))}) were dropped again" if created and not left
+                  else f"; it created roles it could not drop again: {', '.join(left)} - drop them by hand" if left
+                  else "")
+        raise BackupError(f"{err} - the database restore rolled back{undone}.") from None

@@ -15,10 +15,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shlex
 import signal
 import subprocess
+import tarfile
+import tempfile
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,28 +57,86 @@ def command_env(out: Path, pg: PgTarget | None, q: QdrantTarget | None) -> dict[
     return env
 
 
-def run_command(command: str, cwd: Path, env: dict[str, str], what: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+#: Sourced by every bash the command starts (BASH_ENV): records the command that failed, with its
+#: file and line, in a file of the gate's own - the script's output and behaviour stay as they are.
+ERR_TRACE = r"""[ -n "${AIDB_GATE_USER_BASH_ENV:-}" ] && . "$AIDB_GATE_USER_BASH_ENV"
+trap '__aidb_gate_status=$?; printf "%s\t%s\t%s\t%s\n" "$__aidb_gate_status" "${BASH_SOURCE[0]:-$0}" "$LINENO" \
+  "$BASH_COMMAND" >> "$AIDB_GATE_ERR_TRACE" 2>/dev/null; (exit "$__aidb_gate_status")' ERR
+"""
+
+
+def run_command(command: str, cwd: Path, env: dict[str, str], what: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                pg: PgTarget | None = None) -> None:
+    """Run `command` as a shell would (`sh -c`, so `VAR=$PGHOST script` maps names); a failure or
+    a timeout is a BackupError that says where the command stopped and, where the output shows
+    it, why."""
     begin = time.monotonic()
-    # A session of its own, so a timeout stops the whole process group: a child that keeps the
-    # output pipe open would otherwise hold the gate after the script itself has ended.
-    proc = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _stop_group(proc)
-        output, _ = proc.communicate()
-        raise BackupError(f"your {what} command `{command}` was still running after {timeout_s:g} s "
-                          f"(backup.command_timeout_s) and was stopped with its process group; its output ends with: "
-                          f"{(output or '').strip()[-800:] or '(nothing)'}") from None
+    with tempfile.TemporaryDirectory(prefix="aidb-gate-command-") as scratch:
+        trace, bash_env = Path(scratch) / "err-trace", Path(scratch) / "bash-env"
+        bash_env.write_text(ERR_TRACE)
+        env = {**env, "BASH_ENV": str(bash_env), "AIDB_GATE_ERR_TRACE": str(trace),
+               "AIDB_GATE_USER_BASH_ENV": env.get("BASH_ENV", "")}
+        # A session of its own, so a timeout stops the whole process group: a child that keeps the
+        # output pipe open would otherwise hold the gate after the script itself has ended.
+        proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop_group(proc)
+            output, _ = proc.communicate()
+            raise BackupError(f"your {what} command `{command}` was still running after {timeout_s:g} s "
+                              f"(backup.command_timeout_s) and was stopped with its process group; its output ends "
+                              f"with: {(output or '').strip()[-800:] or '(nothing)'}") from None
+        failed_at = trace.read_text(errors="replace").splitlines() if trace.exists() else []
     if proc.returncode != 0:
         said = (output or "").strip()[-1500:]
-        hint = ""
-        if re.search(r"\b405\b", said):
-            hint = (" - HTTP 405 (method not allowed): Qdrant takes a snapshot upload as POST "
-                    "/collections/{name}/snapshots/upload (multipart), not PUT")
+        hints = failure_hints(said, failed_at, pg, proc.returncode)
         raise BackupError(f"your {what} command `{command}` exited {proc.returncode} after "
-                          f"{time.monotonic() - begin:.1f} s{hint}: {said}")
+                          f"{time.monotonic() - begin:.1f} s" + "".join(f" - {h}" for h in hints)
+                          + f". Its output ends with: {said or '(nothing)'}")
+
+
+def failure_hints(output: str, failed_at: list[str], pg: PgTarget | None = None, exit_status: int | None = None) -> list[str]:
+    """Why a user's command failed, in words: where a bash script stopped (from the ERR trace),
+    and what its output shows - a server that refused the credentials the script chose, a client
+    older than the server, a method Qdrant does not take."""
+    hints = []
+    if failed_at:
+        status, source, line, cmd = [*failed_at[-1].split("\t", 3), "", "", "", ""][:4]
+        where = f"{Path(source).name}:{line}" if source else f"line {line}"
+        if status == str(exit_status):  # `set -e` ended the script there
+            hint = f"it stopped at {where} (`{cmd.strip()}`, status {status})"
+        else:
+            hint = f"the last command that failed before it exited was `{cmd.strip()}` ({where}, status {status})"
+        if re.match(r"\(\(|let\s", cmd.strip()) and status == "1" and exit_status == 1:
+            hint += (" - under `set -e`, an arithmetic command whose value is 0 returns 1 and ends the script "
+                     "(`((count++))` does so when count is 0); write `count=$((count + 1))`")
+        hints.append(hint)
+    if pg is not None:
+        from aidb_gate.services import postgres as pg_plugin
+
+        for pattern, key, meaning in pg_plugin.REFUSALS:
+            m = re.search(pattern, output)
+            if not m or not key:
+                continue
+            value, expected = m.group(1), getattr(pg, key, "")
+            if value != expected:
+                names = {"user": ("user", "PGUSER"), "db": ("database", "PGDATABASE")}[key]
+                hints.append(f"Postgres answered: {meaning.format(value)}. The command used {names[0]} `{value}`; "
+                             f"the stack's is `{expected}` (given as ${names[1]}): a default in the script differs "
+                             f"from the stack - pass the script the stack's value, e.g. its own variable set to "
+                             f"${names[1]}")
+                break
+    mismatch = re.search(r"server version: (\d+)[.\d]*; (pg_\w+) version: (\d+)[.\d]*", output)
+    if mismatch:
+        server, tool, client = mismatch.groups()
+        hints.append(f"the host's {tool} ({client}) is older than the server ({server}) and refuses to run: install "
+                     f"PostgreSQL {server} client tools on the host, or run {tool} inside the container")
+    if re.search(r"\b405\b", output):
+        hints.append("HTTP 405 (method not allowed): Qdrant takes a snapshot upload as POST "
+                     "/collections/{name}/snapshots/upload (multipart), not PUT")
+    return hints
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -91,11 +152,12 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def newest_for(out: Path, name: str) -> Path | None:
+def newest_for(out: Path, name: str, accept: Callable[[Path], bool] = lambda _: True) -> Path | None:
     """The newest file anywhere under `out` whose name is `name` followed by a character that
-    cannot continue a name (`docs-20261130.snapshot` for `docs`, not `docs_v2.snapshot`)."""
+    cannot continue a name (`docs-20261130.snapshot` for `docs`, not `docs_v2.snapshot`), among
+    those `accept` takes."""
     pattern = re.compile(rf"{re.escape(name)}(?![A-Za-z0-9_])")
-    found = [p for p in out.rglob("*") if p.is_file() and pattern.match(p.name)]
+    found = [p for p in out.rglob("*") if p.is_file() and not p.is_symlink() and pattern.match(p.name) and accept(p)]
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
@@ -108,21 +170,57 @@ def dump_format(path: Path) -> str:
     return "plain"
 
 
+def dump_kind(path: Path) -> tuple[str, str] | None:
+    """(format, what) of a file a Postgres backup command wrote: what is "database" (pg_dump) or
+    "globals" (pg_dumpall --globals-only); None for anything else (a log, a metrics file)."""
+    fmt = dump_format(path)
+    if fmt == "custom":
+        return fmt, "database"
+    try:
+        with (gzip.open(path, "rb") if fmt == "plain.gz" else path.open("rb")) as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if b"-- PostgreSQL database cluster dump" in head:
+        return fmt, "globals"
+    if b"-- PostgreSQL database dump" in head:
+        return fmt, "database"
+    return None
+
+
+def _entry(path: Path, dest: Path, **extra: Any) -> dict[str, Any]:
+    return {"file": str(path.relative_to(dest)), "sha256": sha256_file(path), "size": path.stat().st_size, **extra}
+
+
 def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget,
                           timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """Run the user's Postgres backup and record what it wrote: its database dump (custom, .sql or
+    .sql.gz) and, when it writes one, its `pg_dumpall --globals-only` file; logs and metrics
+    beside them are left out."""
     out = dest / "postgres"
     out.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
     tables = pg_backup.row_counts(pg)
-    run_command(command, cwd, command_env(out, pg, None), "Postgres backup", timeout_s)
-    files = [p for p in out.rglob("*") if p.is_file()]
-    if len(files) != 1:
-        raise BackupError(f"your Postgres backup command `{command}` exited 0 but left {len(files)} files in $BACKUP_DIR "
-                          f"({out}); it must write exactly one dump (custom format, .sql or .sql.gz).")
-    path = files[0]
-    return {"file": str(path.relative_to(dest)), "sha256": sha256_file(path), "size": path.stat().st_size,
-            "database": pg.db, "format": dump_format(path), "tables": tables, "command": command,
-            "duration_s": round(time.monotonic() - begin, 3)}
+    run_command(command, cwd, command_env(out, pg, None), "Postgres backup", timeout_s, pg)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    kinds = {p: dump_kind(p) for p in files}
+    dumps = [p for p in files if kinds[p] and kinds[p][1] == "database"]
+    if len(dumps) > 1:
+        dumps = [p for p in dumps if p == newest_for(out, pg.db)] or dumps
+    if len(dumps) != 1:
+        seen = ", ".join(str(p.relative_to(out)) for p in files) or "nothing"
+        raise BackupError(f"your Postgres backup command `{command}` exited 0 but left "
+                          f"{'no' if not dumps else len(dumps)} database dumps under $BACKUP_DIR ({out}; it holds "
+                          f"{seen}); it must write one pg_dump of database {pg.db} (custom format, .sql or .sql.gz), "
+                          "named after the database when it writes several.")
+    path = dumps[0]
+    entry = _entry(path, dest, database=pg.db, format=kinds[path][0], tables=tables, command=command)
+    roles = [p for p in files if kinds[p] and kinds[p][1] == "globals"]
+    if roles:
+        newest = max(roles, key=lambda p: p.stat().st_mtime)
+        entry["globals"] = _entry(newest, dest, format=kinds[newest][0])
+    entry["duration_s"] = round(time.monotonic() - begin, 3)
+    return entry
 
 
 def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
@@ -134,13 +232,12 @@ def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
     run_command(command, cwd, command_env(out, None, q), "Qdrant backup", timeout_s)
     entries = {}
     for name, points in counts.items():
-        path = newest_for(out, name)
+        path = newest_for(out, name, tarfile.is_tarfile)  # a snapshot is a tar; its log beside it is not
         if path is None:
             raise BackupError(f"your Qdrant backup command `{command}` wrote no snapshot for collection {name} anywhere "
                               f"under $BACKUP_DIR ({out}); name each file after its collection, e.g. "
                               f"{name}.snapshot or daily/{name}-<timestamp>.snapshot.")
-        entries[name] = {"file": str(path.relative_to(dest)), "sha256": sha256_file(path), "size": path.stat().st_size,
-                         "points": points, "command": command}
+        entries[name] = _entry(path, dest, points=points, command=command)
     return {"url": q.url, "collections": entries, "duration_s": round(time.monotonic() - begin, 3)}
 
 
@@ -150,7 +247,7 @@ def restore_postgres_with_command(command: str, cwd: Path, folder: Path, dump: s
     the backup, `BACKUP_FILE` its dump)."""
     begin = time.monotonic()
     run_command(command, cwd, {**command_env(folder, pg, None), "BACKUP_FILE": str(folder / dump)}, "Postgres restore",
-                timeout_s)
+                timeout_s, pg)
     return time.monotonic() - begin
 
 
@@ -170,17 +267,17 @@ def restore_collection_with_command(command: str, cwd: Path, folder: Path, snaps
 
 
 def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> float:
-    """Restore a plain-SQL dump with psql in one transaction; refuses a non-empty database unless forced."""
+    """Restore a plain-SQL dump with psql in one transaction, streamed (a dump of any size needs no
+    memory); refuses a non-empty database unless forced."""
     if not pg_backup.is_empty(pg) and not force:
         raise BackupError(f"refusing to restore {path} into database {pg.db} in {pg.container}: it is not empty. "
                           "Restore into a fresh database, or pass --force.")
     begin = time.monotonic()
-    data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
-    proc = subprocess.run([pg.cli, "exec", "-i", pg.container, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                           "--single-transaction", "-U", pg.user, "-d", pg.db], input=data, env=pg.env,
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise BackupError(f"{path}: psql could not restore this dump: {psql_failure(proc.stderr.decode(errors='replace'))}")
+    if force and not pg_backup.is_empty(pg):
+        pg_backup.recreate_database(pg, pg.db)
+    status, stderr = pg_backup.feed_sql(pg, path, ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", pg.db])
+    if status != 0:
+        raise BackupError(f"{path}: psql could not restore this dump: {psql_failure(stderr)}")
     return time.monotonic() - begin
 
 
@@ -203,8 +300,8 @@ def check_plain(path: Path, gz: bool) -> list[str]:
         with (gzip.open(path, "rb") if gz else path.open("rb")) as fh:
             while block := fh.read(1 << 20):
                 tail = (tail + block)[-4096:]
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         return [f"{path}: not a readable gzip file ({err})"]
-    if b"PostgreSQL database dump complete" not in tail:
+    if not re.search(rb"PostgreSQL database (cluster )?dump complete", tail):
         return [f"{path}: the SQL dump does not end with pg_dump's completion marker (truncated?)"]
     return []

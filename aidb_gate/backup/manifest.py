@@ -1,19 +1,25 @@
 """manifest: what a backup holds, with checksums, written atomically.
 
-Guarantees: `read_manifest` accepts only a manifest whose shape is what `take_backup` writes and
-whose every file lies inside the backup folder (no absolute path, no `..`, no symlink out), so a
-crafted folder gets one clear error instead of a traceback or a read elsewhere.
-`write_atomic` writes to a temporary file in the same folder, fsyncs and renames,
-so readers see the old file or the complete new one, never a torn one. `sha256_file` streams,
-so large dumps need no memory.
+Guarantees: `read_manifest` accepts only a manifest that is a regular file (not a link) whose shape
+is what `take_backup` writes, whose names hold no control character, and whose every file lies
+inside the backup folder (no absolute path, no `..`, no symlink out or loop), so a crafted folder
+gets one clear, one-line error instead of a traceback or a read elsewhere.
+`write_atomic` writes to a temporary file in the same folder, fsyncs, renames and fsyncs the
+folder, so readers see the old file or the complete new one, never a torn one, and the rename
+survives a power loss. `fsync_tree` fsyncs every file and folder of a backup (symlinks are not
+followed), so once its manifest is written the data it vouches for is on disk. `sha256_file`
+streams, so large dumps need no memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ from aidb_gate.errors import GateError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+DUMP_FORMATS = ("custom", "plain", "plain.gz")  # what commands.dump_format names
 
 
 class BackupError(GateError):
@@ -53,6 +60,41 @@ def write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable. A file system that cannot fsync a
+    folder (EINVAL) has nothing more to offer, so that is not an error."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every regular file under `folder`, then every folder in it (deepest first), the folder
+    itself and its parent (which holds its name). Symlinks are neither followed nor synced: what
+    they point to is not part of the backup."""
+    folders = []
+    for top, _dirs, files in os.walk(folder, followlinks=False):
+        folders.append(Path(top))
+        for name in files:
+            path = Path(top, name)
+            if not stat.S_ISREG(path.lstat().st_mode):
+                continue  # a symlink, FIFO or socket: nothing of the backup's own to flush
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for path in reversed(folders):
+        fsync_dir(path)
+    fsync_dir(folder.resolve().parent)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
@@ -63,6 +105,9 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
+    if path.is_symlink() or (os.path.lexists(path) and not path.is_file()):
+        raise BackupError(f"{path} is a symlink, folder, FIFO or device, not the file a backup writes: the manifest is "
+                          "not aidb-gate's, and nothing it points to is read. Take the backup again.")
     if not path.is_file():
         raise BackupError(f"{path} does not exist: {folder} is not a complete backup (an interrupted backup has "
                           "no manifest). Take the backup again.")
@@ -93,14 +138,21 @@ def manifest_problems(folder: Path, data: dict[str, Any]) -> list[str]:
         if not isinstance(q, dict):
             problems.append(f"`qdrant` must be an object, got {type(q).__name__}")
         else:
-            collections = q.get("collections", {})
+            collections = q.get("collections")
             if not isinstance(collections, dict):
                 problems.append(f"`qdrant.collections` must be an object, got {type(collections).__name__}")
                 collections = {}
+    if isinstance(pg, dict) and pg.get("format", "custom") not in DUMP_FORMATS:
+        problems.append(f"`postgres.format` is {pg['format']!r}; a dump is one of {', '.join(DUMP_FORMATS)}")
     entries = [("postgres", pg)] if isinstance(pg, dict) else []
     if isinstance(pg, dict) and pg.get("globals") is not None:
         entries.append(("postgres.globals", pg["globals"]))
-    entries += [(f"qdrant.collections.{name}", e) for name, e in collections.items()]
+    for name, e in collections.items():
+        if _unprintable(name):
+            problems.append(f"`qdrant.collections` holds the name {name!r}, with a control character or a byte that "
+                            "is not text")
+        else:
+            entries.append((f"qdrant.collections.{name}", e))
     root = folder.resolve()
     for where, entry in entries:
         if not isinstance(entry, dict):
@@ -112,10 +164,26 @@ def manifest_problems(folder: Path, data: dict[str, Any]) -> list[str]:
             continue
         if not isinstance(size, int) or isinstance(size, bool) or not isinstance(digest, str):
             problems.append(f"`{where}` needs a whole-number `size` and a `sha256` string")
+        elif _unprintable(digest):
+            problems.append(f"`{where}.sha256` ({digest!r}) holds a control character or a byte that is not text")
+        if _unprintable(file):
+            problems.append(f"`{where}.file` ({file!r}) holds a control character or a byte that is not text")
+            continue
         rel = Path(file)
-        if rel.is_absolute() or ".." in rel.parts or not (folder / rel).resolve().is_relative_to(root):
+        try:
+            inside = not rel.is_absolute() and ".." not in rel.parts and (folder / rel).resolve().is_relative_to(root)
+        except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte, an unencodable name
+            problems.append(f"`{where}.file` ({file!r}) cannot be resolved inside the backup folder ({err})")
+            continue
+        if not inside:
             problems.append(f"`{where}.file` ({file!r}) points outside the backup folder")
     return problems
+
+
+def _unprintable(text: str) -> bool:
+    """A control character (a newline would split the one-paragraph error) or a lone surrogate (a
+    byte that is not UTF-8: no message prints it): take_backup never writes either in a name."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 def artifacts(manifest: dict[str, Any]) -> list[dict[str, Any]]:

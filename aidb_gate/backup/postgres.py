@@ -4,14 +4,19 @@ Guarantees: every command runs inside the Postgres container with the engine's C
 (`podman exec`), as the seed's operators did by hand, so the client always matches the server
 and the database need not be reachable from the host. Dumps are custom format and streamed to
 disk. `fingerprint` reads, in SQL, everything a lossy dump would lose - each table's row count
-and ordered content hash in every schema, sequence states, views, types, constraints, indexes,
+and ordered content hash in every schema, the binary form of float and vector columns (bit-exact,
+whatever their text output rounds), sequence states, views, types, constraints, indexes,
 triggers, functions, comments and large objects - so a restore is judged by content, never by
 an exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +83,7 @@ def quote_ident(name: str) -> str:
 
 def user_tables(pg: PgTarget, db: str | None = None) -> list[str]:
     rows = pg.sql("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  f"WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} ORDER BY 1, 2", db)
+                  f"WHERE c.relkind = 'r' AND {USER_SCHEMA} ORDER BY 1, 2", db)
     return [f"{quote_ident(s)}.{quote_ident(t)}" for s, t in rows]
 
 
@@ -125,16 +130,64 @@ def dump_globals(pg: PgTarget, dest: Path) -> dict[str, Any]:
     return {"file": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size}
 
 
+def feed_sql(pg: PgTarget, path: Path, args: list[str]) -> tuple[int, str]:
+    """Stream a SQL file (gzipped or not) into `psql -X -q -U <user> <args>` in pg's container;
+    (exit status, stderr). Nothing is held in memory but one block."""
+    with path.open("rb") as probe:
+        gz = probe.read(2) == b"\x1f\x8b"
+    cmd = [pg.cli, "exec", "-i", pg.container, "psql", "-X", "-q", "-U", pg.user, *args]
+    with tempfile.TemporaryFile() as err, (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=pg.env)
+        # A broken pipe means psql stopped reading (ON_ERROR_STOP): its exit status and stderr say why.
+        with contextlib.suppress(BrokenPipeError):
+            try:
+                shutil.copyfileobj(src, proc.stdin, 1 << 20)
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+        status = proc.wait()
+        err.seek(0)
+        return status, err.read().decode(errors="replace")
+
+
 def restore_globals(pg: PgTarget, path: Path) -> None:
-    """Create the backup's roles and memberships in the target; a role that already exists (the
-    image's own superuser) is kept as it is."""
-    with path.open("rb") as fh:
-        proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", "postgres"], stdin=fh, check=False)
-    errors = [line for line in proc.stderr.decode(errors="replace").splitlines()
-              if "ERROR" in line and "already exists" not in line]
-    if proc.returncode != 0 or errors:
-        raise BackupError(f"{path}: the roles of the backup could not be created in {pg.container}: "
-                          + "; ".join(errors[:5] or [f"psql exited {proc.returncode}"]))
+    """Create the backup's roles and memberships in the target (plain or gzipped SQL); a role that
+    already exists (the image's own superuser) is kept as it is."""
+    status, stderr = feed_sql(pg, path, ["-d", "postgres"])
+    errors = [line for line in stderr.splitlines() if "ERROR" in line and "already exists" not in line]
+    if status != 0 or errors:
+        said = "; ".join(errors[:5]) or f"psql exited {status}: {stderr.strip()[-600:] or '(no output)'}"
+        raise BackupError(f"{path}: the roles of the backup could not be created in {pg.container} (connecting as "
+                          f"{pg.user}): {said}")
+
+
+def role_names(pg: PgTarget) -> set[str]:
+    return {row[0] for row in pg.sql("SELECT rolname FROM pg_roles", "postgres")}
+
+
+def drop_roles(pg: PgTarget, names: set[str]) -> list[str]:
+    """Drop roles a failed restore created (they own nothing once its transaction rolled back);
+    the names it could not drop."""
+    left = []
+    for name in sorted(names):
+        proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", "postgres", "-c", f"DROP ROLE IF EXISTS {quote_ident(name)}"],
+                       check=False)
+        if proc.returncode != 0:
+            left.append(name)
+    return left
+
+
+def recreate_database(pg: PgTarget, db: str) -> None:
+    """Replace a database by an empty one with the same owner, encoding and locale (what --force
+    means): `pg_restore --clean` cannot drop what the dump's own objects depend on, such as the
+    primary key of a partition."""
+    owner, encoding, collate, ctype = pg.sql(
+        "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+        f"WHERE datname = {_literal(db)}", "postgres")[0]
+    drop_database(pg, db)
+    pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", "postgres", "-c",
+             f"CREATE DATABASE {quote_ident(db)} OWNER {quote_ident(owner)} TEMPLATE template0 ENCODING "
+             f"{_literal(encoding)} LC_COLLATE {_literal(collate)} LC_CTYPE {_literal(ctype)}"])
 
 
 def list_dump(pg: PgTarget, path: Path) -> list[str]:
@@ -152,11 +205,16 @@ def tables_with_data(pg: PgTarget, path: Path, fmt: str = "custom") -> set[str]:
     if fmt == "custom":
         entries = [ln.split() for ln in list_dump(pg, path) if " TABLE DATA " in ln]
         return {f"{e[e.index('DATA') + 1]}.{e[e.index('DATA') + 2]}" for e in entries}
-    import gzip
     import re
 
-    text = (gzip.decompress(path.read_bytes()) if fmt == "plain.gz" else path.read_bytes()).decode(errors="replace")
-    return {f"{m.group(1)}.{m.group(2)}".replace('"', "") for m in re.finditer(r'^COPY ("?[^ ."]+"?)\.("?[^ ("]+"?) ', text, re.M)}
+    copy = re.compile(rb'^COPY ("?[^ ."]+"?)\.("?[^ ("]+"?) ')
+    found = set()
+    with (gzip.open(path, "rb") if fmt == "plain.gz" else path.open("rb")) as fh:  # streamed: any size
+        for line in fh:
+            m = copy.match(line)
+            if m:
+                found.add(f"{m.group(1).decode(errors='replace')}.{m.group(2).decode(errors='replace')}".replace('"', ""))
+    return found
 
 
 def unquoted(table: str) -> str:
@@ -176,10 +234,10 @@ def restore(pg: PgTarget, path: Path, force: bool = False, db: str | None = None
                           f"({len(user_tables(pg, target_db))} tables). Restore into a fresh database, or pass --force to "
                           "replace its contents.")
     begin = time.monotonic()
+    if force and not is_empty(pg, target_db):
+        recreate_database(pg, target_db)
     # Owners and privileges are restored as they were: the roles they name come first (restore_globals).
     args = ["pg_restore", "-U", pg.user, "-d", target_db, "--exit-on-error", "--single-transaction"]
-    if force:
-        args += ["--clean", "--if-exists"]
     with path.open("rb") as fh:
         pg.exec(args, stdin=fh)
     return time.monotonic() - begin
@@ -230,10 +288,13 @@ FINGERPRINT_QUERIES = {
               f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA} AND c.relkind IN ('r','p','v','m','S','f') "
               "UNION ALL SELECT 'function ' || p.oid::regprocedure::text, pg_get_userbyid(p.proowner) FROM pg_proc p "
               f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA}",
-    "default privileges": "SELECT pg_get_userbyid(d.defaclrole) || ' in ' || coalesce(quote_ident(n.nspname), 'every schema') "
-                          "|| ' on ' || d.defaclobjtype::text, coalesce((SELECT string_agg(coalesce(r.rolname, 'PUBLIC') "
-                          "|| '=' || a.privilege_type, ',' ORDER BY 1) FROM aclexplode(d.defaclacl) a LEFT JOIN pg_roles r "
-                          "ON r.oid = a.grantee), '') FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",
+    "default privileges": "SELECT pg_get_userbyid(d.defaclrole) || ' in ' || coalesce(quote_ident(n.nspname), "
+                          "'every schema') || ' on ' || CASE d.defaclobjtype WHEN 'r' THEN 'tables' "
+                          "WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' "
+                          "WHEN 'n' THEN 'schemas' ELSE d.defaclobjtype::text END, "
+                          "coalesce((SELECT string_agg(coalesce(r.rolname, 'PUBLIC') || '=' || a.privilege_type, ',' "
+                          "ORDER BY 1) FROM aclexplode(d.defaclacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee), '') "
+                          "FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",
     "row security": "SELECT format('%I.%I', n.nspname, c.relname), CASE WHEN c.relforcerowsecurity THEN 'forced' ELSE 'enabled' "
                     "END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relrowsecurity "
                     f"AND {USER_SCHEMA}",
@@ -263,7 +324,32 @@ def fingerprint(pg: PgTarget, db: str | None = None) -> dict[str, dict[str, str]
         print_["tables"] = {name: value for name, value in pg.sql(query, db)}
     else:
         print_["tables"] = {}
+    print_["binary values"] = binary_values(pg, db)
     return print_
+
+
+#: Columns whose text form is not the stored bits by definition: floats (text is rounded unless
+#: extra_float_digits says otherwise) and every type an extension brings (pgvector's `vector`,
+#: `halfvec`, ...), whose text output is the extension's own choice.
+BINARY_COLUMNS = ("SELECT format('%I.%I', n.nspname, c.relname), quote_ident(a.attname), t.typsend::regproc::text "
+                  "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  f"JOIN pg_type t ON t.oid = a.atttypid WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND a.attnum > 0 "
+                  "AND NOT a.attisdropped AND t.typsend <> 0 AND (t.typname IN ('float4', 'float8') OR EXISTS ("
+                  "SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')) "
+                  "ORDER BY 1, 2")
+
+
+def binary_values(pg: PgTarget, db: str | None = None) -> dict[str, str]:
+    """{table.column: count and hash of the values' binary (send) form} for float and extension
+    columns, so a vector that comes back one ulp off is a difference, whatever its text says."""
+    columns = pg.sql(BINARY_COLUMNS, db)
+    if not columns:
+        return {}
+    query = " UNION ALL ".join(
+        f"SELECT {_literal(table + '.' + column)}, count({column})::text || ' values ' || coalesce(md5(string_agg("
+        f"encode({send}({column}), 'hex'), ',' ORDER BY encode({send}({column}), 'hex'))), '') FROM {table}"
+        for table, column, send in columns)
+    return {name: value for name, value in pg.sql(query, db)}
 
 
 def compare(original: dict[str, dict[str, str]], restored: dict[str, dict[str, str]]) -> list[str]:
@@ -293,6 +379,9 @@ def _changed(section: str, name: str, before: str, after: str) -> str:
         gained = sorted(set(after.split(",")) - set(before.split(",")) - {""})
         said = f"postgres {section}: {name} lost " + (", ".join(lost) or "nothing")
         return said + (f" and gained {', '.join(gained)}" if gained else "") + " in the restore (grantee=privilege)"
+    if section == "binary values":
+        return (f"postgres column {name}: its values differ bit for bit after the restore ({before.split(' values ')[0]} "
+                f"before, {after.split(' values ')[0]} after) - a float or vector was rounded or altered on the way")
     if section == "sequences":
         return (f"postgres sequence {name}: last_value {before} before, {after} after the restore - the next insert "
                 "can collide with a restored row")

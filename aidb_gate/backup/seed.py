@@ -4,7 +4,8 @@ Guarantees: `seed_via_api` writes documents the way users do (so vectors land in
 keeps, per document, what was sent, what the create call answered and what a GET right after
 returned, so `round_trip_verdict` can name any field the service changed on the way;
 `seed_every_table` inserts rows into every user table of any schema, with values generated from
-each column's type (unicode, quotes, backslashes, JSON, bytes, extreme numbers), so the round
+each column's type (unicode, quotes, backslashes, JSON, bytes, extreme numbers, pgvector
+vectors), so the round
 trip covers tables the gate has never seen;
 `create_probe_objects` adds one of each object kind a lossy dump drops (schema, enum, domain,
 view, sequence state, constraint, index, trigger, function, comment, large object) and what a
@@ -13,6 +14,7 @@ read-only role depends on (a role, grants, a default privilege, a row-level secu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +42,17 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def value_expr(data_type: str, max_len: int | None, i_expr: str = "g") -> str | None:
-    """A SQL expression of the column's type that varies with the series index; None if unknown."""
+def value_expr(data_type: str, max_len: int | None, i_expr: str = "g", full_type: str = "") -> str | None:
+    """A SQL expression of the column's type that varies with the series index; None if unknown.
+    `full_type` is format_type()'s spelling (`vector(384)`), which names extension types."""
     texts = "ARRAY[" + ", ".join(_sql_text(t) for t in TEXT_SAMPLES) + "]"
     dt = data_type.lower()
+    vector = re.fullmatch(r"(?:\w+\.)?(vector|halfvec)\((\d+)\)", full_type)
+    if vector:
+        # pgvector: components no short decimal spells exactly, so a rounding hop shows.
+        kind, dims = vector.groups()
+        return (f"(SELECT array_agg(((({i_expr}) * 7919 + k * 104729) % 2003)::real / 1999 - 0.5 ORDER BY k) "
+                f"FROM generate_series(1, {dims}) k)::{kind}")
     if dt in ("text", "character varying", "character", "citext", "name"):
         expr = f"'gate-' || {i_expr} || ' ' || ({texts})[1 + {i_expr} % {len(TEXT_SAMPLES)}]"
         return f"left({expr}, {max_len})" if max_len else expr
@@ -78,8 +87,9 @@ def seed_every_table(pg: PgTarget, rows: int = 5) -> dict[str, str]:
     columns = pg.sql(
         "SELECT format('%I.%I', c.table_schema, c.table_name), c.column_name, c.data_type, "
         "coalesce(c.character_maximum_length::text, ''), c.is_nullable, coalesce(c.column_default, ''), c.is_identity, "
-        "c.is_generated "
-        "FROM information_schema.columns c JOIN information_schema.tables t "
+        "c.is_generated, format_type(a.atttypid, a.atttypmod) "
+        "FROM information_schema.columns c JOIN pg_attribute a ON a.attrelid = format('%I.%I', c.table_schema, "
+        "c.table_name)::regclass AND a.attname = c.column_name JOIN information_schema.tables t "
         "ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
         f"WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema <> '{PROBE_SCHEMA}' "
         "ORDER BY 1, c.ordinal_position")
@@ -89,10 +99,10 @@ def seed_every_table(pg: PgTarget, rows: int = 5) -> dict[str, str]:
     outcome = {}
     for table, cols in by_table.items():
         names, exprs, skipped = [], [], None
-        for name, dtype, maxlen, nullable, default, identity, generated in cols:
+        for name, dtype, maxlen, nullable, default, identity, generated, full_type in cols:
             if default or identity == "YES" or generated == "ALWAYS":
                 continue
-            expr = value_expr(dtype, int(maxlen) if maxlen else None)
+            expr = value_expr(dtype, int(maxlen) if maxlen else None, full_type=full_type)
             if expr is None:
                 if nullable == "YES":
                     continue

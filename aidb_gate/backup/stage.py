@@ -78,7 +78,8 @@ def backup_facts(backup: BackupRun, restore_timings: dict[str, float] | None) ->
         facts["postgres"] = {"size_bytes": pg["size"], "backup_s": pg["duration_s"],
                              "restore_s": round(restore_timings.get("postgres", 0), 3) if restore_timings else None,
                              "invariants": "row count and ordered content hash of every table in every schema; "
-                                           "sequences; views; types; constraints; indexes; triggers; functions; "
+                                           "float and vector (pgvector) columns bit for bit; sequences; views; "
+                                           "types; constraints; indexes; triggers; functions; "
                                            "comments; large objects; privileges of every schema, table, view, "
                                            "sequence, function and type; owners; default privileges; row-level "
                                            "security and policies; extensions and versions; roles and memberships"}

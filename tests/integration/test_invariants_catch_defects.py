@@ -6,6 +6,8 @@ and asserts that the same comparisons the restore stage uses report the loss.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 
 import pytest
@@ -90,3 +92,70 @@ def test_a_truncated_dump_is_caught_by_verify_and_refused_by_restore(pg, tmp_pat
 def test_qdrant_api_key_protects_the_backup_source(qdrant):
     resp = requests.get(qdrant.url + "/collections", headers={"api-key": "wrong"}, timeout=10)
     assert resp.status_code in (401, 403)
+
+
+def test_a_vector_one_ulp_off_is_caught_bit_for_bit(pg, tmp_path):
+    """pgvector columns must come back bit-exact: a component nudged to the next float32 (what a
+    hop that prints 6 significant digits does) is named, column and all."""
+    table = f"{seed.PROBE_SCHEMA}.embeddings"
+    pg.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, "-c",
+             f"CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE {table} (id int PRIMARY KEY, e vector(3));"
+             f"INSERT INTO {table} VALUES (1, '[0.3, -0.1, 0.7]'), (2, '[1e-7, 2, 3]')"])
+    try:
+        folder = tmp_path / "backup"
+        take_backup(folder, pg, None)
+        target = _fresh_db(pg, "gate_ulp")
+        restore_backup(folder, target, None)
+        before = pg_backup.fingerprint(pg)
+        assert pg_backup.compare(before, pg_backup.fingerprint(target)) == []
+        assert before["binary values"][f"{table}.e"].startswith("2 values ")
+        # 0.3 as float32 is 0.300000011920929; the next float32 up is 0.300000041723251.
+        target.exec(["psql", "-X", "-q", "-U", target.user, "-d", target.db, "-c",
+                     f"UPDATE {table} SET e = '[0.30000004172325134, -0.1, 0.7]' WHERE id = 1"])
+        problems = pg_backup.compare(before, pg_backup.fingerprint(target))
+        assert any(p.startswith(f"postgres column {table}.e: its values differ bit for bit") for p in problems), problems
+    finally:
+        pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", pg.db, "-c", f"DROP TABLE IF EXISTS {table}"], check=False)
+
+
+def test_force_replaces_a_database_whose_partitions_have_keys(pg, tmp_path):
+    """`--force` on a partitioned table with a primary key: pg_restore --clean cannot drop a
+    partition's inherited key, so force recreates the database instead - and the result is equal."""
+    source = _fresh_db(pg, "gate_parts_src")
+    source.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", source.db, "-c",
+                 "CREATE TABLE payments (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
+                 "CREATE TABLE payments_2026 PARTITION OF payments FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+                 "CREATE TABLE payments_default PARTITION OF payments DEFAULT;"
+                 "INSERT INTO payments SELECT g, date '2026-01-01' + g FROM generate_series(1, 500) g"])
+    folder = tmp_path / "backup"
+    take_backup(folder, source, None)
+    target = _fresh_db(pg, "gate_parts_dst")
+    restore_backup(folder, target, None)
+    restore_backup(folder, target, None, force=True)
+    assert pg_backup.compare(pg_backup.fingerprint(source), pg_backup.fingerprint(target)) == []
+    assert pg_backup.row_counts(target) == {'"public"."payments_2026"': 364, '"public"."payments_default"': 136}
+
+
+def test_a_restore_that_fails_midway_leaves_no_roles_behind(pg, tmp_path):
+    """A dump damaged in a way its checksum cannot see (the manifest rewritten to match) fails in
+    pg_restore; the database rolls back, and the roles the restore created are dropped again."""
+    role = "gate_midway_reader"
+    source = _fresh_db(pg, "gate_midway_src")
+    source.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", source.db, "-c",
+                 f"CREATE ROLE {role} NOLOGIN; CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g;"
+                 f"GRANT SELECT ON t TO {role}"])
+    folder = tmp_path / "backup"
+    take_backup(folder, source, None)
+    pg_backup.drop_database(pg, source.db)
+    pg.exec(["psql", "-X", "-q", "-U", pg.user, "-d", "postgres", "-c", f"DROP ROLE {role}"])
+    dump = folder / "postgres.dump"
+    data = bytearray(dump.read_bytes())
+    data[len(data) * 3 // 4] ^= 0xFF  # inside the table's compressed data, past the table of contents
+    dump.write_bytes(bytes(data))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["postgres"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    target = _fresh_db(pg, "gate_midway_dst")
+    with pytest.raises(BackupError, match=f"the roles it had created \\({role}\\) were dropped again"):
+        restore_backup(folder, target, None)
+    assert role not in pg_backup.role_names(pg) and pg_backup.is_empty(target)
