@@ -23,6 +23,7 @@ from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.core.wait import HttpProbe, NotReady
+from aidb_gate.report import clip
 
 if TYPE_CHECKING:
     from aidb_gate.core.mounts import MountPlan
@@ -168,5 +169,5 @@ def boot_problems(log_text: str) -> list[str]:
                        len(lines) - 1)
             found.append(f"Traceback ending in: {lines[end].strip()}")
         elif ERROR_LINE.search(line):
-            found.append(line.strip()[:300])
+            found.append(clip(line.strip(), 300))
     return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from aidb_gate.core import api
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
 from aidb_gate.errors import BuildError, ImageError
-from aidb_gate.images import Progress, image_id, run_build, tree_hash, try_pull
+from aidb_gate.images import PROJECT_LABEL, Progress, announce_image, image_id, project_id, run_build, tree_hash, try_pull
 
 
 @dataclass
@@ -80,8 +81,10 @@ def target_tag(context: Path, containerfile: Path, build_args: dict[str, str],
 
 
 def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str | None,
-                 progress: Progress | None = None) -> BuildResult:
-    """Build (or, with `image`, find) the target image. Raises only for input errors."""
+                 progress: Progress | None = None, announce: Callable[[str], None] | None = None) -> BuildResult:
+    """Build (or, with `image`, find) the target image. Raises only for input errors. The target tag
+    is passed to announce before it is looked up, so `clean --images` never untags the image this
+    run is about to reuse; the image carries `aidb-gate.project`, which `clean --images` selects by."""
     if cfg.image:
         return _prebuilt(engine, cfg.image)
     assert cfg.target is not None
@@ -91,6 +94,8 @@ def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str |
         args["BASE_IMAGE"] = base_ref
     tag = target_tag(cfg.target, containerfile, args, skip=(cfg.reports_dir,))
     log_path = log_dir / "build-target.log"
+    if announce is not None:
+        announce(tag)
     existing = None if cfg.rebuild else image_id(engine, tag)
     if existing:
         note = (f"{tag} exists: it was built from this exact context, Containerfile and build args, so it is "
@@ -105,7 +110,8 @@ def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str |
         progress(f"building {cfg.target} as {tag}")
     start = time.monotonic()
     code, text = run_build(engine, cfg.target, tag, log_path, containerfile=containerfile, build_args=args,
-                           labels={"aidb-gate.target": str(cfg.target)}, ca_bundle=cfg.ca_bundle, progress=progress)
+                           labels={"aidb-gate.target": str(cfg.target), PROJECT_LABEL: project_id(cfg.target)},
+                           ca_bundle=cfg.ca_bundle, progress=progress)
     seconds = time.monotonic() - start
     tail = "".join(text.splitlines(keepends=True)[-30:])
     if code != 0:
@@ -175,7 +181,16 @@ def runs_as_root(user: str) -> bool:
 
 
 def _build(session: Pipeline) -> BuildResult:
-    return build_target(session.connect(), session.cfg, session.log_dir, session.base_ref(), session.progress)
+    engine = session.connect()
+
+    def announce(ref: str) -> None:
+        try:
+            announce_image(engine, session.run, ref)
+        except Exception as err:  # the build goes on; only a concurrent `clean --images` could hurt it
+            session.progress(f"could not announce {ref} in the engine ({type(err).__name__}: {err}); "
+                             "`aidb-gate clean --images` run meanwhile might untag it")
+
+    return build_target(engine, session.cfg, session.log_dir, session.base_ref(), session.progress, announce=announce)
 
 
 #: The target image, built as production builds it (or the prebuilt one found). A failed build is

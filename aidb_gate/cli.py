@@ -18,8 +18,9 @@ from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_kept_runs
 from aidb_gate.doctor import doctor
 from aidb_gate.errors import GateError
-from aidb_gate.images import prune_target_images
+from aidb_gate.images import project_id, prune_target_images
 from aidb_gate.keep import kept_secrets_file
+from aidb_gate.report import clip
 from aidb_gate.session import GateSession
 
 
@@ -71,23 +72,37 @@ def network_works(engine) -> bool:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    """`--run ID`: that run, kept or not, refused while its owner lives; `--kept`: every kept run
-    whose owner exited; neither: dead runs that were not kept (a kept stack stays until asked)."""
+    """`--run ID`: that run, kept or not, refused while it is live; `--kept`: every kept run that is
+    over; neither: runs that are over and were not kept (a kept stack stays until asked). Live means
+    a valid lease in the engine (see core/janitor.py), whichever host or PID namespace holds it."""
     cfg = load_config(Path(args.root).resolve())
     session = GateSession(cfg, _print)
-    engine = session.connect()  # reaps dead runs on the way (never kept ones)
+    engine = session.connect()  # reaps dead runs on the way (never kept ones) and prints what it left alone
     client = engine.docker_client()
+    clock = session.lease.clock if session.lease else None
     pruned: list[str] = []
     try:
         if args.run:
-            sweep = remove_finished_run(client, args.run)
+            sweep = remove_finished_run(client, args.run, clock=clock)
         elif args.kept:
-            sweep = remove_kept_runs(client)
+            sweep = remove_kept_runs(client, clock=clock)
         else:
-            sweep = reap_dead_runs(client, keep_run=session.run.id)
-        if args.images:
-            pruned, problems = prune_target_images(engine)
+            # connect() just did this sweep and printed its notes: a second would find nothing new.
+            sweep = session.reaped or reap_dead_runs(client, keep_run=session.run.id, clock=clock)
+        if args.images and cfg.target is not None:
+            # Only images built from this project's context, never one a live run uses or announced.
+            pruned, problems, left = prune_target_images(engine, project_id(cfg.target))
             sweep.errors += problems
+            for note in left:
+                _print(f"left alone: {note}")
+        if args.reports is not None:
+            from aidb_gate.report import prune_run_folders
+
+            gone, kept = prune_run_folders(cfg.reports_dir, args.reports * 86400, keep=[session.run.id])
+            _print(f"removed {len(gone)} run folder(s) under {cfg.reports_dir / 'runs'} older than {args.reports:g} "
+                   "day(s)")
+            for note in kept:
+                _print(f"left alone: {note}")
     finally:
         client.close()
         session.close()
@@ -95,7 +110,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         kept_secrets_file(run_id).unlink(missing_ok=True)
     _print(f"removed {len(sweep.containers)} container(s), {len(sweep.networks)} network(s), "
            f"{len(sweep.volumes)} volume(s)" + (f", {len(pruned)} old target image tag(s)" if args.images else ""))
-    for note in sweep.skipped:
+    for note in sweep.skipped if sweep is not session.reaped else ():
         _print(f"left alone: {note}")
     for err in sweep.errors:
         _print(f"problem: {err}")
@@ -120,8 +135,11 @@ def _targets(args: argparse.Namespace) -> tuple[PgTarget | None, QdrantTarget | 
             found_user, found_db = container_defaults(cli, args.postgres_container, env)
             user, db = user or found_user, db or found_db
         pg = PgTarget(cli, args.postgres_container, user, db, env=env)
+    if getattr(args, "qdrant_api_key", None):
+        raise GateError("--qdrant-api-key puts the key on the command line, where `ps` shows it to every user of this "
+                        "machine: export QDRANT_API_KEY, or give --qdrant-api-key-file with a file that holds the key.")
     if getattr(args, "qdrant_url", None):
-        q = QdrantTarget(args.qdrant_url, args.qdrant_api_key or os.environ.get("QDRANT_API_KEY"))
+        q = QdrantTarget(args.qdrant_url, _qdrant_key(args))
     return pg, q
 
 
@@ -134,14 +152,43 @@ def container_defaults(cli: str, container: str, env: dict[str, str]) -> tuple[s
     proc = subprocess.run([cli, "inspect", "--format", "{{json .Config.Env}}", container], capture_output=True,
                           text=True, env=env, timeout=60, check=False)
     if proc.returncode != 0:
-        raise GateError(f"`{Path(cli).name} inspect {container}` failed: {proc.stderr.strip()[-300:]}. Name a running "
-                        "Postgres container (--postgres-container), or give --postgres-user and --postgres-db.")
+        said = clip(proc.stderr.strip(), 300, tail=True)
+        raise GateError(f"`{Path(cli).name} inspect {container}` failed: {said}. Name a running Postgres container "
+                        "(--postgres-container), or give --postgres-user and --postgres-db.")
     try:
         pairs = dict(item.split("=", 1) for item in json.loads(proc.stdout) or [] if "=" in item)
     except (ValueError, TypeError):
         pairs = {}
     user = pairs.get("POSTGRES_USER") or "postgres"
     return user, pairs.get("POSTGRES_DB") or user
+
+
+def _days(text: str) -> float:
+    """A finite, positive number of days (argparse type)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not (0 < days < 36500):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days above 0")
+    return days
+
+
+def _qdrant_key(args: argparse.Namespace) -> str | None:
+    """The Qdrant API key from --qdrant-api-key-file, else $QDRANT_API_KEY: never from an argument."""
+    import os
+
+    path = getattr(args, "qdrant_api_key_file", None)
+    if not path:
+        return os.environ.get("QDRANT_API_KEY") or None
+    try:
+        key = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise GateError(f"--qdrant-api-key-file {path} cannot be read ({getattr(err, 'strerror', None) or err}): give "
+                        "a readable file that holds the key, or export QDRANT_API_KEY instead.") from None
+    if not key:
+        raise GateError(f"--qdrant-api-key-file {path} is empty: put the Qdrant API key in it.")
+    return key
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -214,7 +261,9 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--postgres-db", help="the database to back up or restore into (default: the container's "
                                          "POSTGRES_DB, else the user's name)")
     p.add_argument("--qdrant-url", help="Qdrant REST URL, e.g. http://127.0.0.1:6333")
-    p.add_argument("--qdrant-api-key", help="Qdrant API key (default: $QDRANT_API_KEY)")
+    p.add_argument("--qdrant-api-key-file", help="a file holding the Qdrant API key (default: $QDRANT_API_KEY; "
+                                                 "never on the command line, where ps shows it)")
+    p.add_argument("--qdrant-api-key", help=argparse.SUPPRESS)  # refused with the reason
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,8 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run", help="the run id to remove, kept or not; refused while that run is still going "
                                      "(default: every dead run that was not kept with --gate-keep)")
     which.add_argument("--kept", action="store_true", help="remove every kept stack (--gate-keep) whose run has ended")
+    clean.add_argument("--reports", type=_days, metavar="DAYS",
+                       help="also remove run folders under reports_dir/runs/ untouched for DAYS days (never a live "
+                            "run's; at least an hour)")
     clean.add_argument("--images", action="store_true",
-                       help="also remove target images older than the newest of each target (never one in use)")
+                       help="also untag this project's target images older than the newest of each target (never one a "
+                       "container uses or a live run chose)")
     clean.set_defaults(fn=cmd_clean)
     backup = sub.add_parser("backup", help="back up Postgres (pg_dump in its container) and Qdrant (snapshots)")
     _target_options(backup)
@@ -257,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What an interrupt leaves, for the commands that start no gate run.
+INTERRUPTED = {
+    "backup": "the unfinished backup was removed (a backup without its manifest is never left looking complete)",
+    "verify": "nothing was changed",
+    "restore": "the restore may be partial: a Postgres restore is one transaction and rolled back, Qdrant "
+               "collections restored before the interrupt stay; restore again into fresh targets",
+    "init": "files already written stay; run `aidb-gate init --force` to write them again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -265,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aidb-gate: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("aidb-gate: interrupted; resources of this run were removed", file=sys.stderr)
+        print(f"aidb-gate: interrupted; {INTERRUPTED.get(args.command, 'resources of this run were removed')}",
+              file=sys.stderr)
         return 130
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from aidb_gate.core import api
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
+from aidb_gate.report import clip
 
 TCP_LISTEN = "0A"
 
@@ -258,7 +259,7 @@ def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, s
                          f"{last_lines(log_text, 1) or '(no output)'}", evidence)
     progress = last_progress(log_text) or "(no output besides request logs)"
     verdict = (f"startup did not complete by the deadline: the startup endpoint still answered "
-               f"{boot.last_status} after {boot.seconds:.0f} s; the last thing it logged was: {progress[:400]}")
+               f"{boot.last_status} after {boot.seconds:.0f} s; the last thing it logged was: {clip(progress, 400)}")
     if mismatch:  # the cause leads, so the banner and the verdict list show it first
         verdict = f"{mismatch} - so {verdict}"
     return Diagnosis(verdict, evidence)
@@ -268,7 +269,7 @@ def _last_exception(log_text: str) -> str | None:
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*", line):
-            return f"it raised {line[:300]}"
+            return f"it raised {clip(line, 300)}"
     return None
 
 

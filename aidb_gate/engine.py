@@ -2,10 +2,12 @@
 
 Guarantees: the engine is looked for in this order - `DOCKER_HOST`, the Podman socket, the
 Docker socket, and finally a `podman system service` that the gate starts on a socket of its
-own and stops when the run ends. Where the host needs Podman settings that its defaults get
-wrong (hybrid cgroups, a low nofile hard limit), the project's containers.conf is applied
-through `CONTAINERS_CONF`; /etc is never edited. Failure is one `EngineError` that says what
-to install or start.
+own and stops when the run ends. That socket lives in this user's private runtime folder
+(`service_dir`: mode 0700, owned by the user, never a symlink), and a killed run's service is
+stopped later only when /proc proves which process it is (`reap_dead_services`). Where the
+host needs Podman settings that its defaults get wrong (hybrid cgroups, a low nofile hard
+limit), the project's containers.conf is applied through `CONTAINERS_CONF`; /etc is never
+edited. Failure is one `EngineError` that says what to install or start.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 import os
 import resource
 import shutil
+import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from aidb_gate import fixtures
 from aidb_gate.errors import EngineError
+from aidb_gate.report import clip
 
 PROJECT_CONTAINERS_CONF = fixtures.CONTAINERS_CONF
 PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
@@ -204,14 +209,15 @@ def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], li
 
 def start_podman_service(podman: str, env: dict[str, str], run_id: str,
                          deadline_s: float = 20.0) -> tuple[str, subprocess.Popen, Answer]:
-    """Start `podman system service` on a socket private to this run and wait until it answers."""
+    """Start `podman system service` on a socket in this user's private runtime folder (see
+    `service_dir`) and wait until it answers; its owner file names this process, the service's pid
+    and the service's start time, so a later run can prove which process it may stop."""
     sock_dir = service_dir()
-    sock_dir.mkdir(parents=True, exist_ok=True)
     sock = sock_dir / f"podman-{run_id}.sock"
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     # The service writes through a descriptor of its own; ours closes as soon as it has started.
-    with open(sock_dir / f"podman-{run_id}.log", "wb") as log:
+    with _open_private(sock_dir / f"podman-{run_id}.log") as log:
         proc = subprocess.Popen(
             [podman, "system", "service", "--time=0", _socket_url(str(sock))],
             env=env,
@@ -220,14 +226,15 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str,
             start_new_session=True,
         )
     # Who owns this service, so a later run can stop it if this run is killed (SIGKILL skips clean-up).
-    from aidb_gate.core.run import owner_token
+    from aidb_gate.core.run import owner_token, process_start_time
 
-    (sock_dir / f"podman-{run_id}.owner").write_text(f"{owner_token()}\n{proc.pid}\n")
+    with _open_private(sock_dir / f"podman-{run_id}.owner") as owner:
+        owner.write(f"{owner_token()}\n{proc.pid}\n{process_start_time(proc.pid) or '?'}\n".encode())
     url = _socket_url(str(sock))
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if proc.poll() is not None:
-            tail = (sock_dir / f"podman-{run_id}.log").read_text(errors="replace")[-800:]
+            tail = clip((sock_dir / f"podman-{run_id}.log").read_text(errors="replace"), 800, tail=True)
             raise EngineError(
                 f"`podman system service` exited at once with code {proc.returncode}: {tail.strip()} "
                 "Check that `podman info` works as this user."
@@ -243,40 +250,136 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str,
     )
 
 
-def service_dir() -> Path:
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else tempfile.gettempdir())) / "aidb-gate"
+def _open_private(path: Path):
+    """A new file (replacing one of the same name) open for writing, mode 0600, never through a symlink."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def runtime_base(environ: dict[str, str] | os._Environ = os.environ) -> Path:
+    """Where this user's runtime folder lives: `$XDG_RUNTIME_DIR/aidb-gate` (a folder only this user
+    can enter), `/run/aidb-gate` for root, else `<tmp>/aidb-gate-<uid>` - never a folder shared by users."""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_absolute():
+        return Path(runtime) / "aidb-gate"
+    if os.geteuid() == 0:
+        return Path("/run/aidb-gate")
+    return Path(tempfile.gettempdir()) / f"aidb-gate-{os.geteuid()}"
+
+
+def service_dir(environ: dict[str, str] | os._Environ = os.environ) -> Path:
+    """This user's private runtime folder (API sockets, their logs and owner files, kept-run
+    secrets), made on first use. Guarantees: what it returns is a real folder (not a symlink),
+    owned by this user, writable by nobody else; anything else is an EngineError, one paragraph."""
+    return ensure_private_dir(runtime_base(environ))
+
+
+def ensure_private_dir(folder: Path, lstat=os.lstat, uid: int | None = None) -> Path:
+    """folder, made with mode 0700 if missing (mkdir is atomic: it fails if someone made it first,
+    and a symlink planted there is never followed, since lstat judges the link itself). An existing
+    folder is accepted only if it is a real folder owned by uid and not group/world-writable."""
+    uid = os.geteuid() if uid is None else uid
+    with contextlib.suppress(FileExistsError):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    try:
+        st = lstat(folder)
+    except OSError as err:
+        raise EngineError(f"The gate's runtime folder {folder} cannot be read ({err.strerror or err}). "
+                          f"{_runtime_fix(folder)}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        problem = f"is {what}"
+    elif st.st_uid != uid:
+        problem = f"belongs to user id {st.st_uid}, not to you (user id {uid})"
+    elif st.st_mode & 0o022:
+        problem = f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    else:
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            _tighten(folder, st)
+        return folder
+    raise EngineError(
+        f"The gate's runtime folder {folder} {problem}, so it was not used: the gate keeps the sockets of the "
+        f"container engine it starts and kept runs' secrets there, and another user could plant or read files in "
+        f"it. {_runtime_fix(folder)}")
+
+
+def _tighten(folder: Path, seen: os.stat_result) -> None:
+    """Mode 0700 on a folder of ours made by an older gate (say 0755): through a descriptor opened
+    without following links, and only if it is still the folder that was judged."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino, now.st_uid) == (seen.st_dev, seen.st_ino, seen.st_uid):
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def _runtime_fix(folder: Path) -> str:
+    return (f"Remove {folder} if it is yours (the gate makes it again with mode 0700), or set XDG_RUNTIME_DIR "
+            "to a folder only you can write (systemd's /run/user/<uid> is one).")
 
 
 def reap_dead_services(folder: Path | None = None) -> list[int]:
-    """Stop the API services of runs that were killed, and remove their sockets and logs."""
-    from aidb_gate.core.run import owner_alive, process_start_time
+    """Stop the API services of this user's runs that were killed, and remove their files.
+
+    Guarantees: only owner files in this user's private runtime folder are read. A pid is signalled
+    only when `is_service` proves it is that owner file's own service (this user's `podman system
+    service` on that very socket, started at the recorded time) and the owner is provably dead: a pid
+    of another process, or of another PID namespace, never is. Otherwise a service whose socket
+    answers is alive, and left alone with its files (its owner may live in another PID namespace);
+    the files of a service that neither answers nor runs are removed (deleting them signals nothing).
+    Returns the pids signalled."""
+    from aidb_gate.core.run import owner_alive
 
     folder = folder or service_dir()
     stopped = []
-    for owner_file in folder.glob("podman-*.owner") if folder.is_dir() else []:
+    for owner_file in folder.glob("podman-*.owner"):
+        stem = owner_file.name.removesuffix(".owner")
+        sock = folder / f"{stem}.sock"
         try:
-            token, pid_text = owner_file.read_text().split()[:2]
+            token, pid_text, *rest = owner_file.read_text().split()
             pid = int(pid_text)
         except (OSError, ValueError):
             continue
         if owner_alive(token):
             continue
-        if process_start_time(pid) is not None and "podman" in _cmdline(pid):
+        if is_service(pid, sock, rest[0] if rest else None):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, 15)
+                os.kill(pid, signal.SIGTERM)
                 stopped.append(pid)
-        stem = owner_file.name.removesuffix(".owner")
+        elif sock.exists() and _ping(_socket_url(str(sock)), timeout=2):
+            continue
         for suffix in (".owner", ".sock", ".log"):
             with contextlib.suppress(FileNotFoundError):
                 (folder / f"{stem}{suffix}").unlink()
     return stopped
 
 
-def _cmdline(pid: int) -> str:
+def is_service(pid: int, sock: Path, started: str | None, proc: Path = Path("/proc")) -> bool:
+    """True only if this /proc shows pid as this user's `podman system service` on sock (its
+    executable is podman, its arguments name exactly that socket) and, when the owner file recorded
+    one, with that start time. A pid number reused by any other process, or one this /proc cannot
+    read (another user's, another namespace's), is False."""
+    base = proc / str(pid)
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+        if os.stat(base).st_uid != os.geteuid():
+            return False
+        exe = os.readlink(base / "exe")
+        args = (base / "cmdline").read_bytes().split(b"\0")
+        stat_fields = (base / "stat").read_text().rsplit(")", 1)[-1].split()
+    except (OSError, ValueError):
+        return False
+    if not Path(exe.removesuffix(" (deleted)")).name.startswith("podman"):
+        return False
+    if [a.decode(errors="replace") for a in args[1:5]] != ["system", "service", "--time=0", _socket_url(str(sock))]:
+        return False
+    # Field 22 of /proc/<pid>/stat (the 20th after the command name): the start time, as owner_token writes it.
+    return not started or started == "?" or (len(stat_fields) > 19 and stat_fields[19] == started)
 
 
 def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> Engine:

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from aidb_gate.core import http
 from aidb_gate.health import find_dependency
 
 ACTIONS = ("stop", "pause", "kill")
@@ -71,7 +72,7 @@ class Watch:
 
 def _get(url: str, timeout_s: float) -> tuple[int | None, Any, str]:
     try:
-        resp = requests.get(url, timeout=timeout_s)
+        resp = http.request("GET", url, deadline_s=timeout_s)
     except requests.RequestException as err:
         return None, None, f"{type(err).__name__}"
     try:

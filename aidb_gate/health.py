@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import requests
+from aidb_gate.core import http
+from aidb_gate.report import clip
 
 PROBE_STATUSES = {"healthy", "degraded", "unhealthy", "unknown"}
 DEPENDENCY_KEYS = {"name", "status", "critical", "message", "error"}
@@ -43,15 +44,16 @@ class Reply:
 
     def describe(self) -> str:
         if "json" in self.content_type or self.content_type.startswith("text/") or not self.content:
-            body = self.text if len(self.text) <= 600 else self.text[:600] + "..."
+            body = clip(self.text, 600) + ("..." if len(self.text) > 600 else "")
         else:
             body = f"<{len(self.content)} bytes of {self.content_type or 'unknown type'}>"
         return f"{self.method} {self.path} -> {self.status} in {self.elapsed_ms:.0f} ms: {body}"
 
 
 def call(base_url: str, path: str, method: str = "GET", timeout_s: float = 10.0, **kwargs: Any) -> Reply:
+    """One exchange with the service, finished within `timeout_s` (no proxy: see core.http)."""
     begin = time.monotonic()
-    resp = requests.request(method, base_url + path, timeout=timeout_s, **kwargs)
+    resp = http.request(method, base_url + path, deadline_s=timeout_s, **kwargs)
     elapsed = (time.monotonic() - begin) * 1000
     return Reply(method, path, resp.status_code, resp.content, resp.headers.get("content-type", ""), elapsed)
 
@@ -85,7 +87,7 @@ def check_probe_body(reply: Reply, check_type: str, statuses: set[str] | None = 
     body = reply.json
     where = f"{reply.path}"
     if not isinstance(body, dict):
-        return [f"{where} did not return a JSON object: {reply.text[:200]!r}"]
+        return [f"{where} did not return a JSON object: {clip(reply.text, 200)!r}"]
     problems = []
     status = body.get("status")
     if status not in PROBE_STATUSES:
@@ -124,7 +126,7 @@ def check_readiness_dependencies(reply: Reply, expected: dict[str, bool]) -> lis
     """Readiness lists every dependency with the contract's keys and the configured criticality."""
     entries = dependency_entries(reply)
     if not entries:
-        return [f"{reply.path}: `details.dependencies` must list the dependencies, got {reply.text[:300]!r}"]
+        return [f"{reply.path}: `details.dependencies` must list the dependencies, got {clip(reply.text, 300)!r}"]
     problems = []
     for entry in entries:
         missing = DEPENDENCY_KEYS - set(entry) if isinstance(entry, dict) else DEPENDENCY_KEYS
@@ -152,7 +154,7 @@ def check_dependency_status(reply: Reply, name: str, status: str) -> list[str]:
 def check_detailed(reply: Reply) -> list[str]:
     body = reply.json
     if not isinstance(body, dict):
-        return [f"{reply.path} did not return a JSON object: {reply.text[:200]!r}"]
+        return [f"{reply.path} did not return a JSON object: {clip(reply.text, 200)!r}"]
     problems = []
     if not isinstance(body.get("service"), str) or not body.get("service"):
         problems.append(f"{reply.path}: `service` must name the service, got {body.get('service')!r}")
@@ -164,7 +166,7 @@ def check_detailed(reply: Reply) -> list[str]:
 def check_legacy(reply: Reply, healthy: bool = True) -> list[str]:
     body = reply.json
     if not isinstance(body, dict):
-        return [f"{reply.path} did not return a JSON object: {reply.text[:200]!r}"]
+        return [f"{reply.path} did not return a JSON object: {clip(reply.text, 200)!r}"]
     want = "ok" if healthy else "error"
     if body.get("status") not in ("ok", "error"):
         return [f"{reply.path}: `status` must be \"ok\" or \"error\", got {body.get('status')!r}"]
@@ -191,7 +193,7 @@ def check_metrics(reply: Reply) -> list[str]:
 def healthcheck_verdict(healthcheck: Any, where: str, result: Any) -> str:
     """The verdict for a declared healthcheck that does not pass on a ready service."""
     return (f"{where} never passed on the ready service ({result.attempts} tries in {result.elapsed_s:.0f} s): "
-            f"`{healthcheck.quoted()}`; last result: {str(result.value or result.last_error).strip()[:600] or '(no output)'}. "
+            f"`{healthcheck.quoted()}`; last result: {clip(str(result.value or result.last_error).strip(), 600) or '(no output)'}. "
             "Production's engine would mark the container unhealthy (and a `service_healthy` dependant would never "
             "start): fix the command, or the endpoint and text it expects.")
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from typing import Any
 from aidb_gate import fixtures
 from aidb_gate.engine import Engine
 from aidb_gate.errors import ImageError
+from aidb_gate.report import clip
 
 RECIPES = fixtures.IMAGES
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
@@ -190,7 +192,7 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
             env=engine.env(), stdout=log, stderr=subprocess.STDOUT, check=False,
         )
     if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-1500:]
+        tail = clip(log_path.read_text(errors="replace"), 1500, tail=True)
         raise ImageError(
             f"Building the base image {tag} failed (exit {proc.returncode}). Last lines of {log_path}:\n{tail}\n"
             "debootstrap needs root and a reachable Debian mirror."
@@ -256,6 +258,28 @@ def provision(
 
 #: Every target image the gate builds lives under this repository prefix (see build.target_tag).
 TARGET_REPO_PREFIX = "localhost/aidb-gate/target-"
+#: On every target image the gate builds: `project_id` of its build context. `clean --images`
+#: selects by it alone, so an image of another project (even one whose folder has the same name)
+#: or one the gate did not build is never a candidate.
+PROJECT_LABEL = "aidb-gate.project"
+#: On an announcement volume (labelled with its run, so the janitor removes it with the run): the
+#: image ref that run chose. `clean --images` leaves an announced ref alone.
+IMAGE_LABEL = "aidb-gate.image"
+IMAGE_ROLE = "image"
+
+
+def project_id(context: Path) -> str:
+    """A short hash of the build context's absolute path: the same for every run of one project."""
+    return hashlib.sha256(str(Path(context).resolve()).encode()).hexdigest()[:16]
+
+
+def announce_image(engine: Engine, run: Any, ref: str) -> None:
+    """Say in the engine, before the image is looked up or built, that this run uses ref: a volume
+    labelled with the run and `aidb-gate.image=<ref>`, which lives as long as the run's other
+    resources. Raises what the engine raises."""
+    digest = hashlib.sha256(ref.encode()).hexdigest()[:8]
+    name = f"aidb-gate-{run.id}-{IMAGE_ROLE}-{digest}-{uuid.uuid4().hex[:4]}"
+    engine.shared.volumes.create(name=name, labels={**run.labels(IMAGE_ROLE), IMAGE_LABEL: ref})
 
 
 def stale_target_tags(tags_with_times: list[tuple[str, float]], keep: int = 1) -> list[str]:
@@ -267,21 +291,52 @@ def stale_target_tags(tags_with_times: list[tuple[str, float]], keep: int = 1) -
     return [tag for entries in by_repo.values() for _, tag in sorted(entries, reverse=True)[keep:]]
 
 
-def prune_target_images(engine: Engine, keep: int = 1) -> tuple[list[str], list[str]]:
-    """Remove target images older than the newest `keep` per target; (removed, problems).
+def _bare_id(value: object) -> str:
+    return str(value or "").removeprefix("sha256:")
 
-    Each build of a changed context makes a new content-hash tag, so old ones pile up. An image a
-    container still uses (another run's, say) is left alone: removal is never forced.
+
+def images_in_use(client) -> tuple[set[str], set[str]]:
+    """(image ids, image refs) of every container in the engine, running or not, and the refs
+    every run still present in the engine announced (`announce_image`)."""
+    ids: set[str] = set()
+    refs: set[str] = set()
+    for c in client.containers.list(all=True, sparse=True):
+        attrs = c.attrs or {}
+        ids.add(_bare_id(attrs.get("ImageID")))
+        refs.add(str(attrs.get("Image") or ""))
+    for v in client.volumes.list(filters={"label": IMAGE_LABEL}):
+        labels = (v.attrs or {}).get("Labels") or {}
+        refs.add(str(labels.get(IMAGE_LABEL) or ""))
+    ids.discard("")
+    refs.discard("")
+    return ids, refs
+
+
+def prune_target_images(engine: Engine, project: str, keep: int = 1) -> tuple[list[str], list[str], list[str]]:
+    """Untag this project's target images beyond the newest `keep` per target; (removed, problems,
+    left alone with why).
+
+    Only images labelled `aidb-gate.project=<project>` are candidates, never one a container uses
+    (any container, any state) nor one a run still in the engine announced: the protections are read
+    again just before each removal, and runs announce before they look an image up. Removal is never
+    forced, so the engine itself refuses an image a container was made from meanwhile.
     """
-    tagged = [(tag, created_seconds(img.attrs.get("Created"))) for img in engine.shared.images.list() for tag in img.tags]
-    removed, problems = [], []
+    client = engine.shared
+    images = client.images.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+    ids = {tag: _bare_id(img.id) for img in images for tag in img.tags}
+    tagged = [(tag, created_seconds(img.attrs.get("Created"))) for img in images for tag in img.tags]
+    removed, problems, left = [], [], []
     for tag in stale_target_tags(tagged, keep):
+        used_ids, used_refs = images_in_use(client)
+        if tag in used_refs or ids[tag] in used_ids:
+            left.append(f"{tag}: a gate run or a container uses it")
+            continue
         try:
-            engine.shared.images.remove(tag, force=False)
+            client.images.remove(tag, force=False)
             removed.append(tag)
         except Exception as err:
             problems.append(f"{tag}: {last_line(err, 200)}")
-    return removed, problems
+    return removed, problems, left
 
 
 def created_seconds(value: object) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 from aidb_gate.core import api
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.engine import Engine
+from aidb_gate.report import clip
 
 #: Import names whose distribution on PyPI is named differently.
 DISTRIBUTIONS = {
@@ -120,7 +121,7 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
             break
     else:
         tried = interpreter or "python3, python"
-        report.error = (f"No Python interpreter ({tried}) runs in {image} ({err.strip()[-300:]}). Set "
+        report.error = (f"No Python interpreter ({tried}) runs in {image} ({clip(err.strip(), 300, tail=True)}). Set "
                         "`imports.interpreter` to the image's interpreter, or install Python in the image.")
         return report
     for line in out.splitlines():
@@ -135,7 +136,7 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
         elif "pip_check" in row:
             report.pip_check, report.pip_check_ok = row["output"].strip(), row["pip_check"] == 0
     if code != 0 and not report.modules:
-        report.error = f"the import driver failed (exit {code}): {(err or out).strip()[-1500:]}"
+        report.error = f"the import driver failed (exit {code}): {clip((err or out).strip(), 1500, tail=True)}"
     elif not report.modules:
         report.error = (f"no Python modules found in the image's working directory {report.workdir or '?'}. "
                         "Set WORKDIR in the Containerfile to the app's folder, or list `imports.modules`.")

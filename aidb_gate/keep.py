@@ -16,6 +16,7 @@ from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.engine import Engine, service_dir
+from aidb_gate.report import clip
 
 
 @dataclass
@@ -91,7 +92,7 @@ def kept_port(entry: KeptContainer, read: Callable[[], int]) -> KeptContainer:
     try:
         entry.port = int(read())
     except Exception as err:  # an exited container publishes no port; say so instead of failing the run
-        entry.problem = f"no published port ({type(err).__name__}: {str(err)[:200]})"
+        entry.problem = f"no published port ({type(err).__name__}: {clip(str(err), 200)})"
     return entry
 
 

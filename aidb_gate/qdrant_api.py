@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import requests
-
 from aidb_gate import health
+from aidb_gate.core import http
+from aidb_gate.report import clip
 
 #: What a refused API key may answer: 401 (missing or wrong key), 403 (valid key without rights).
 REFUSED = {401, 403}
@@ -60,23 +60,22 @@ class Reply(health.Reply):
         body = self.json
         if isinstance(body, dict) and isinstance(body.get("status"), dict):
             return str(body["status"].get("error"))
-        return None if self.status < 400 else self.text[:300]
+        return None if self.status < 400 else clip(self.text, 300)
 
 
 def call(endpoint: Endpoint, method: str, path: str, timeout_s: float = 60.0, headers: Mapping[str, str] | None = None,
          **kwargs: Any) -> Reply:
-    """One request; the key goes in the `api-key` header, as the reference AIDB sends it.
+    """One request, finished within `timeout_s`; the key goes in the `api-key` header, as the
+    reference AIDB sends it.
 
-    The session ignores proxy variables: a proxy meant for pip must never sit between the gate
-    and a container on 127.0.0.1.
+    It goes through `core.http`, which ignores proxy variables: a proxy meant for pip must never
+    sit between the gate and a container on 127.0.0.1.
     """
     sent = {"api-key": endpoint.api_key} if endpoint.api_key is not None else {}
     sent.update(headers or {})
-    with requests.Session() as session:
-        session.trust_env = False
-        begin = time.monotonic()
-        resp = session.request(method, endpoint.url + path, headers=sent, timeout=timeout_s, **kwargs)
-        elapsed = (time.monotonic() - begin) * 1000
+    begin = time.monotonic()
+    resp = http.request(method, endpoint.url + path, headers=sent, deadline_s=timeout_s, **kwargs)
+    elapsed = (time.monotonic() - begin) * 1000
     return Reply(method, path, resp.status_code, resp.content, resp.headers.get("content-type", ""), elapsed)
 
 
@@ -85,7 +84,7 @@ def check_status(reply: Reply, expected: int | Iterable[int]) -> list[str]:
     if reply.status not in allowed:
         want = " or ".join(str(s) for s in sorted(allowed))
         return [f"{reply.method} {reply.path} returned {reply.status}, expected {want}: "
-                f"{reply.error or reply.text[:300]}"]
+                f"{reply.error or clip(reply.text, 300)}"]
     return []
 
 

@@ -1,14 +1,22 @@
 """report: what a reviewer reads - secret redaction, the stage table, and per-test evidence.
 
 Guarantees: every string that leaves the gate (log files, report extras, failure text, JUnit
-XML) goes through one `Redactor`, which knows every secret the run made.
+XML) goes through one `Redactor`, which knows every secret the run made. Text is cut only by
+`clip`, which redacts with every live run's secrets first, so no cut can leave part of a secret
+that the redactor would no longer recognise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import html
 import json
+import os
+import shutil
 import threading
+import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +27,28 @@ from aidb_gate.stages import NAMES, stage_of_markers
 MASK = "***"
 
 
+#: Every Redactor alive in this process: `clip` applies them all, so code that holds no run (an
+#: engine error, a user's command output) still never cuts a secret in half.
+_LIVE: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+
 class Redactor:
     """Replaces every registered secret with ***; thread-safe, longest secret first."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     def add(self, secret: str) -> None:
         if secret and len(secret) >= 4:
             with self._lock:
                 self._secrets.add(secret)
+
+    def known(self) -> frozenset[str]:
+        """The secrets registered so far (for self-tests that look for them elsewhere)."""
+        with self._lock:
+            return frozenset(self._secrets)
 
     def __call__(self, text: str) -> str:
         if not text:
@@ -43,6 +62,22 @@ class Redactor:
 
     def bytes(self, data: bytes) -> bytes:
         return self(data.decode("utf-8", errors="replace")).encode()
+
+
+def redact_all(text: str) -> str:
+    """`text` with the secrets of every live run masked."""
+    for redactor in list(_LIVE):
+        text = redactor(text)
+    return text
+
+
+def clip(text: str, limit: int, *, tail: bool = False) -> str:
+    """Redact, then cut: at most `limit` characters of `text` (the last ones when `tail`), with
+    every live run's secrets masked before the cut. The one way the gate shortens text."""
+    text = redact_all(text or "")
+    if len(text) <= limit:
+        return text
+    return text[-limit:] if tail else text[:limit]
 
 
 #: The pipeline's stages in order (the table is aidb_gate/stages.py).
@@ -158,10 +193,10 @@ def log_extras(log_dir: Path, redactor: Redactor, max_chars: int = 200_000) -> l
     paths = sorted(log_dir.glob("*.log"), key=lambda p: (p.stem != "target", p.name))
     out = []
     for path in paths:
-        text = path.read_text(errors="replace")
+        text = redactor(path.read_text(errors="replace"))
         if len(text) > max_chars:
-            text = f"[... {len(text) - max_chars} earlier characters in {path} ...]\n" + text[-max_chars:]
-        out.append((path.name, redactor(text) or "(empty: the process printed nothing)"))
+            text = f"[... {len(text) - max_chars} earlier characters in {path} ...]\n" + clip(text, max_chars, tail=True)
+        out.append((path.name, text or "(empty: the process printed nothing)"))
     return out
 
 
@@ -424,9 +459,9 @@ def merge_worker_summaries(summaries: dict[str, dict]) -> tuple[StageBook, dict,
     return book, evidence, verdicts
 
 
-def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int,
-                  stages_of: dict[str, str] | None = None, switched_off: dict[str, str] | None = None) -> None:
-    """The machine-readable verdict of a run, written atomically (its schema: the README's
+def summary_data(stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int,
+                 stages_of: dict[str, str] | None = None, switched_off: dict[str, str] | None = None) -> dict:
+    """The machine-readable verdict of a run as plain JSON types (its schema: the README's
     "summary.json"). `causes` is the verdicts grouped by cause ({stage, verdict, tests, blocked});
     `stages_of` ({nodeid: stage}) places each test, else its file name does (test_<stage>.py);
     `switched_off` is {nodeid: the configuration key that deselected it}; `test_stages` is
@@ -435,10 +470,100 @@ def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[
             "verdicts": verdicts, "evidence": evidence,
             "causes": [c.as_dict() for c in group_causes(verdicts, stages, stages_of)],
             "switched_off": dict(switched_off or {}), "test_stages": dict(stages_of or {})}
+    # Round-tripped so that it crosses to the xdist controller (execnet) exactly as it is written.
+    return json.loads(json.dumps(data, default=str))
+
+
+def write_summary(path: Path, stages: StageBook, evidence: dict, verdicts: dict[str, str], exit_status: int,
+                  stages_of: dict[str, str] | None = None, switched_off: dict[str, str] | None = None) -> None:
+    """`summary_data` written to path atomically."""
+    write_json(path, summary_data(stages, evidence, verdicts, exit_status, stages_of, switched_off))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """data as JSON at path, atomically: a reader (or a concurrent run writing the same file) sees a
+    whole file, never a mix; the temporary file is unique to this process."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
+
+
+# -- the reports folder: the latest run's reports on top, each run's own files in runs/<id>/ ------
+
+#: reports_dir/RUNS/<run id>/ holds one run's logs, backup and summary; nothing else writes there.
+RUNS = "runs"
+#: The lock file a run holds (flock) for as long as its process lives: its folder is never pruned then.
+LIVE_LOCK = ".live"
+#: `prune_run_folders` never removes a folder with anything written more recently than this.
+MIN_PRUNE_AGE_S = 3600.0
+
+
+def run_folder(reports_dir: Path, run_id: str) -> Path:
+    """The folder of one run's own reports (run ids are plain names: config.py checks them)."""
+    return reports_dir / RUNS / run_id
+
+
+def hold_run_folder(folder: Path):
+    """Make folder and lock it as a live run's: the returned open file holds an exclusive flock,
+    which the kernel drops when the process ends however it ends. Keep it for the run's life."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / LIVE_LOCK, "a")  # noqa: SIM115 - held open on purpose, for the run's life
+    # Already held by a run of the same id (AIDB_GATE_RUN_ID): that one keeps the folder alive too.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fh
+
+
+def run_folder_live(folder: Path) -> bool:
+    """True while some process holds the folder's lock (see `hold_run_folder`)."""
+    lock = folder / LIVE_LOCK
+    if lock.is_symlink() or not lock.is_file():
+        return False
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def _newest_write(folder: Path) -> float:
+    newest = folder.lstat().st_mtime
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            newest = max(newest, path.lstat().st_mtime)
+    return newest
+
+
+def prune_run_folders(reports_dir: Path, older_than_s: float, now: float | None = None,
+                      keep: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """Remove the run folders under reports_dir/runs/ that nothing was written to for older_than_s
+    (at least MIN_PRUNE_AGE_S); (removed, left alone with why). Never a folder whose run is live (its
+    lock is held), one named in keep, a symlink, or anything outside reports_dir/runs/."""
+    older_than_s = max(older_than_s, MIN_PRUNE_AGE_S)
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    left: list[str] = []
+    root = reports_dir / RUNS
+    if root.is_symlink() or not root.is_dir():
+        return removed, left
+    for folder in sorted(root.iterdir()):
+        if folder.is_symlink() or not folder.is_dir() or folder.name in set(keep):
+            continue
+        if run_folder_live(folder):
+            left.append(f"{folder.name}: its run is still going")
+            continue
+        age = now - _newest_write(folder)
+        if age < older_than_s:
+            continue
+        try:
+            shutil.rmtree(folder)
+            removed.append(folder.name)
+        except OSError as err:
+            left.append(f"{folder.name}: {err.strerror or err}")
+    return removed, left
 
 
 def _seconds(value: float | None) -> str:

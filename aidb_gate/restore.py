@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import requests
-
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.core import http
 from aidb_gate.core.steps import Pipeline, Step
 
 if TYPE_CHECKING:
@@ -57,9 +56,15 @@ def read_back(base_url: str, docs: list[dict[str, Any]], data: dict[str, Any]) -
     """Each document as GET answers it now (None where it does not answer 200)."""
     found = []
     for doc in docs:
-        resp = requests.get(base_url + data["get_path"].replace("{id}", str(doc["id"])), timeout=30)
-        found.append(resp.json() if resp.status_code == 200 else None)
+        resp = http.request("GET", base_url + data["get_path"].replace("{id}", str(doc["id"])), deadline_s=30)
+        found.append(_json(resp) if resp.status_code == 200 else None)
     return found
+
+
+def _json(resp: Any) -> Any:
+    """The service's JSON answer, or an AssertionError in one paragraph (a service that answers a
+    data call with a web page fails the check, never with a JSONDecodeError)."""
+    return http.json_of(resp, error=AssertionError, hint="The service must answer its data API with JSON.")
 
 
 def compare_service(original_url: str, restored_url: str, docs: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
@@ -67,18 +72,18 @@ def compare_service(original_url: str, restored_url: str, docs: list[dict[str, A
     problems = []
     for doc in docs:
         path = data["get_path"].replace("{id}", str(doc["id"]))
-        before = requests.get(original_url + path, timeout=30)
-        after = requests.get(restored_url + path, timeout=30)
+        before = http.request("GET", original_url + path, deadline_s=30)
+        after = http.request("GET", restored_url + path, deadline_s=30)
         if after.status_code != 200:
             problems.append(f"GET {path} on the restored service answered {after.status_code} (the original: "
                             f"{before.status_code})")
-        elif before.json() != after.json():
-            problems.append(f"GET {path} differs after the restore: {_diff(before.json(), after.json())}")
+        elif _json(before) != _json(after):
+            problems.append(f"GET {path} differs after the restore: {_diff(_json(before), _json(after))}")
     if data.get("search"):
         for doc in docs[:: max(1, len(docs) // 5)]:
             body = {"query": doc["content"], "limit": 5}
-            before = requests.post(original_url + data["search_path"], json=body, timeout=30)
-            after = requests.post(restored_url + data["search_path"], json=body, timeout=30)
+            before = http.request("POST", original_url + data["search_path"], json=body, deadline_s=30)
+            after = http.request("POST", restored_url + data["search_path"], json=body, deadline_s=30)
             if before.status_code != 200:
                 # The original cannot search either (e.g. no vector store configured): only the answers must agree.
                 if after.status_code != before.status_code:
@@ -88,8 +93,8 @@ def compare_service(original_url: str, restored_url: str, docs: list[dict[str, A
             if after.status_code != 200:
                 problems.append(f"POST {data['search_path']} on the restored service answered {after.status_code}")
                 continue
-            ids_before = [(r["id"], round(float(r["score"]), 5)) for r in before.json().get("results", [])]
-            ids_after = [(r["id"], round(float(r["score"]), 5)) for r in after.json().get("results", [])]
+            ids_before = [(r["id"], round(float(r["score"]), 5)) for r in _json(before).get("results", [])]
+            ids_after = [(r["id"], round(float(r["score"]), 5)) for r in _json(after).get("results", [])]
             if ids_before != ids_after:
                 problems.append(f"search for document {doc['id']}'s text gives {ids_after} after the restore, "
                                 f"{ids_before} before")

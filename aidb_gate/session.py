@@ -5,7 +5,10 @@ defined in its stage's module and runs at most once per run through `core.steps`
 the stage book; the session holds only what every step shares (configuration, run identity,
 engine, mounts, API key, work started ahead of the tests) and `close()`, which removes everything
 labelled with the run - on success, failure and Ctrl-C alike - unless the user asked to keep the
-stack. The pytest fixtures and the CLI are thin callers of this class.
+stack. From `connect()` to `close()` the run holds a lease in the engine (made before anything
+else of the run, before the janitor looks at other runs), so no other gate run takes it for dead;
+a kept run's lease is released at `close()`. The pytest fixtures and the CLI are thin callers of
+this class.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from aidb_gate.core.ahead import Ahead
 from aidb_gate.core.container import configure_testcontainers
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.mounts import MountPlan
-from aidb_gate.core.run import Run
+from aidb_gate.core.run import RENEW_TIMEOUT_S, Lease, Run, lease_seconds
 from aidb_gate.core.steps import Step, StepRunner
 from aidb_gate.engine import Engine, connect
 from aidb_gate.errors import GateError
@@ -37,7 +40,7 @@ from aidb_gate.health import declared_healthcheck
 from aidb_gate.images import ImageInfo
 from aidb_gate.imports import IMPORTS, ImportReport
 from aidb_gate.keep import KeptStack, api_key_var, read_kept, render_keep
-from aidb_gate.report import StageBook
+from aidb_gate.report import StageBook, run_folder
 from aidb_gate.restore import RESTORE, RestoreRun
 from aidb_gate.services import Dependency, plugin
 from aidb_gate.stack import BASE, IMAGES, STACK, BaseImage, Stack
@@ -58,9 +61,10 @@ class GateSession:
         if run is None and worker and os.environ.get("AIDB_GATE_RUN_ID"):
             self.run.id = f"{self.run.id}-{worker}"  # each xdist worker runs its own stack, under its own id
         self.progress = progress or (lambda _msg: None)
-        # Each pytest-xdist worker runs its own stack; its logs must not overwrite another worker's.
         self.worker = worker
-        self.log_dir: Path = cfg.reports_dir / "logs" / worker if worker else cfg.reports_dir / "logs"
+        # In the run's own folder (each xdist worker is a run of its own): no other run writes or
+        # deletes there, so concurrent runs sharing reports/ keep each other's logs.
+        self.log_dir: Path = run_folder(cfg.reports_dir, self.run.id) / "logs"
         self.stages = StageBook()
         self.engine: Engine | None = None
         self._base: BaseImage | None = None
@@ -72,6 +76,8 @@ class GateSession:
             self.run.redactor.add(value)
         self.api_key = self._api_key()
         self.reaped: Sweep | None = None
+        #: This run's claim to be alive, renewed from connect() to close().
+        self.lease: Lease | None = None
         self._base_lock = threading.Lock()
         self._connect_lock = threading.Lock()
         # Steps started before a test asks: the stack and imports check early, and the fresh
@@ -175,11 +181,17 @@ class GateSession:
                 stale.unlink()
             begin, ok = time.monotonic(), False
             try:
+                seconds = lease_seconds()  # a bad AIDB_GATE_LEASE_S fails before the engine is started
                 self.engine = connect(self.run.id)
                 configure_testcontainers(self.engine.docker_host, self.engine.api_version)
+                # The lease exists before any other resource of the run, so a janitor that lists this
+                # run's resources always lists its lease too (leases are listed last).
+                engine = self.engine
+                self.lease = Lease(self.run, lambda: engine.docker_client(timeout=RENEW_TIMEOUT_S), seconds)
+                self.lease.start()
                 client = self.engine.docker_client()
                 try:
-                    self.reaped = reap_dead_runs(client, keep_run=self.run.id)
+                    self.reaped = reap_dead_runs(client, keep_run=self.run.id, clock=self.lease.clock)
                 finally:
                     client.close()
                 ok = True
@@ -190,6 +202,8 @@ class GateSession:
                 self.progress(note)
             if self.reaped and self.reaped.total:
                 self.progress(f"removed {self.reaped.total} resource(s) left by dead runs")
+            for note in self.reaped.skipped if self.reaped else ():
+                self.progress(f"left alone: {note}")
         return self.engine
 
     def base(self) -> BaseImage:
@@ -378,6 +392,10 @@ class GateSession:
         if stack is not None:
             for dep in [*stack.deps.values(), *stack.extra.values()]:
                 dep.log.snapshot()
+        if self.lease is not None:
+            # Stopped before anything is removed, so no renewal makes a lease for a run that is gone;
+            # a kept run's lease is released, so `clean --run` need not wait for it to expire.
+            self.lease.stop(release=self.cfg.keep)
         if self.cfg.keep:
             self._kept = read_kept(self, self.engine)
         else:

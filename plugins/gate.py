@@ -12,10 +12,8 @@ Hooks and fixtures stay thin: each calls the library (`aidb_gate.session.GateSes
 from __future__ import annotations
 
 import html
-import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,8 +39,13 @@ if TYPE_CHECKING:
 
 SESSION = pytest.StashKey["GateSession"]()
 VERDICTS = pytest.StashKey[dict]()
-STARTED = pytest.StashKey[float]()
 VIEW = pytest.StashKey[tuple]()
+#: {worker id: the summary it sent in its workeroutput}, gathered by the xdist controller.
+WORKER_SUMMARIES = pytest.StashKey[dict]()
+#: The open lock file that marks this run's folder (reports_dir/runs/<id>/) as live.
+RUN_LOCK = pytest.StashKey[object]()
+#: The workeroutput key a worker's summary travels under.
+SUMMARY_KEY = "aidb_gate_summary"
 #: {nodeid: the configuration key that switched the test off}: deselected, listed in the summaries.
 SWITCHED_OFF = pytest.StashKey[dict]()
 GATE_MARKERS = PRIORITIES
@@ -126,7 +129,7 @@ def _looks_only(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[VERDICTS] = {}
     config.stash[SWITCHED_OFF] = {}
-    config.stash[STARTED] = time.time()
+    config.stash[WORKER_SUMMARIES] = {}
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     # Inert unless asked: a project that never configured the gate keeps its own p1/p2 tests to itself.
@@ -252,7 +255,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     while pytest collects, so collection time is not added to the run."""
     config = session.config
     gate = config.stash.get(SESSION, None)
-    if gate is None or _looks_only(config) or _is_xdist_controller(config):
+    if gate is None or _looks_only(config):
+        return
+    # Held until the process ends: `prune_run_folders` never removes a live run's folder.
+    config.stash[RUN_LOCK] = reporting.hold_run_folder(run_folder(gate))
+    if _is_xdist_controller(config):
         return
     steps = early_steps(config.option.markexpr)
     if steps:
@@ -287,35 +294,55 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
     return config.pluginmanager.hasplugin("dsession")
 
 
+def run_folder(gate: GateSession) -> Path:
+    """reports_dir/runs/<run id>/: this run's own logs, backup and summary."""
+    return reporting.run_folder(gate.cfg.reports_dir, gate.run.id)
+
+
 def gate_view(config: pytest.Config) -> tuple[reporting.StageBook, dict, dict[str, str]] | None:
     """(stages, evidence, verdicts) of this run for the summaries. Under pytest-xdist the controller
-    runs no stage itself: it merges what its workers wrote (this run's files only)."""
+    runs no stage itself: it merges the summaries its own workers sent through xdist's workeroutput
+    (never a file another run may have written)."""
     gate = config.stash.get(SESSION, None)
     if gate is None:
         return None
     if not _is_xdist_controller(config):
         return gate.stages, gate.evidence(), config.stash[VERDICTS]
     if VIEW not in config.stash:
-        since = config.stash[STARTED]
-        summaries = {}
-        for path in sorted(gate.cfg.reports_dir.glob("summary-gw*.json")):
-            if path.stat().st_mtime >= since:
-                summaries[path.stem.removeprefix("summary-")] = json.loads(path.read_text())
-        config.stash[VIEW] = reporting.merge_worker_summaries(summaries)
+        config.stash[VIEW] = reporting.merge_worker_summaries(config.stash[WORKER_SUMMARIES])
     return config.stash[VIEW]
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown where xdist is not installed
+def pytest_testnodedown(node, error) -> None:
+    """The controller keeps the summary each of its workers sent as it finished."""
+    summary = getattr(node, "workeroutput", {}).get(SUMMARY_KEY)
+    if isinstance(summary, dict):
+        worker = getattr(node, "workerinput", {}).get("workerid") or node.gateway.id
+        node.config.stash[WORKER_SUMMARIES][worker] = summary
+        if VIEW in node.config.stash:  # a view made before every worker finished is incomplete
+            del node.config.stash[VIEW]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """reports/summary.json: the stage table and verdicts, for CI and the corpus self-tests."""
-    gate = session.config.stash.get(SESSION, None)
-    view = gate_view(session.config)
+    """The stage table and verdicts, for CI and the corpus self-tests: in the run's folder
+    (runs/<id>/summary.json), and as the latest run's reports/summary.json. An xdist worker sends
+    its summary to the controller instead, which merges them."""
+    config = session.config
+    gate = config.stash.get(SESSION, None)
+    view = gate_view(config)
     if gate is None or view is None or not view[0].rows():
         return
-    name = f"summary-{gate.worker}.json" if gate.worker else "summary.json"
     stages, evidence, verdicts = view
-    reporting.write_summary(gate.cfg.reports_dir / name, stages, evidence, verdicts, int(exitstatus),
-                            stages_of=_stages_of_failed(session.config),
-                            switched_off=session.config.stash.get(SWITCHED_OFF, {}))
+    data = reporting.summary_data(stages, evidence, verdicts, int(exitstatus), stages_of=_stages_of_failed(config),
+                                  switched_off=config.stash.get(SWITCHED_OFF, {}))
+    reporting.write_json(run_folder(gate) / "summary.json", data)
+    if gate.worker:
+        workeroutput = getattr(config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[SUMMARY_KEY] = data
+        return
+    reporting.write_json(gate.cfg.reports_dir / "summary.json", data)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -323,7 +350,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     gate = config.stash.get(SESSION, None)
     if gate is None:
         return
-    sweep = gate.close()
+    try:
+        sweep = gate.close()
+    finally:
+        lock = config.stash.get(RUN_LOCK, None)
+        if lock is not None:
+            lock.close()
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is None:
         return

@@ -16,13 +16,13 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aidb_gate.backup import BackupError, restore_backup, seed, take_backup, verify_backup
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
+from aidb_gate.core import http
 
 pytestmark = [pytest.mark.p2, pytest.mark.backup, pytest.mark.restore]
 
@@ -127,11 +127,12 @@ def test_text_written_through_the_service_comes_back_unchanged(gate_url, gate_co
 
 def _write_and_read(gate_url: str, data: dict, key: str, sent: dict) -> tuple[dict, dict | None, str]:
     """(the create call's answer, the GET right after or None, the GET path)."""
-    resp = requests.post(gate_url + data["create_path"], json=sent, headers={data["key_header"]: key}, timeout=30)
+    resp = http.request("POST", gate_url + data["create_path"], json=sent, headers={data["key_header"]: key}, deadline_s=30)
     assert resp.status_code in (200, 201), f"POST refused storable text with {resp.status_code}: {resp.text[:300]}"
-    path = data["get_path"].replace("{id}", str(resp.json().get("id")))
-    got = requests.get(gate_url + path, headers={data["key_header"]: key}, timeout=30)
-    return resp.json(), got.json() if got.status_code == 200 else None, path
+    created = http.json_of(resp, error=AssertionError)
+    path = data["get_path"].replace("{id}", str(created.get("id")))
+    got = http.request("GET", gate_url + path, headers={data["key_header"]: key}, deadline_s=30)
+    return created, http.json_of(got, error=AssertionError) if got.status_code == 200 else None, path
 
 
 @settings(PROPERTY, max_examples=40)
@@ -211,8 +212,9 @@ def test_backup_while_the_service_writes_is_consistent(gate, gate_stack, gate_ur
     def writer() -> None:
         i = 0
         while not stop.is_set() and i < 2000:
-            resp = requests.post(gate_url + data["create_path"], json={"title": f"concurrent {i}", "content": f"written {i} ✓"},
-                                 headers={data["key_header"]: gate_api_key}, timeout=30)
+            resp = http.request("POST", gate_url + data["create_path"],
+                                json={"title": f"concurrent {i}", "content": f"written {i} ✓"},
+                                headers={data["key_header"]: gate_api_key}, deadline_s=30)
             if resp.status_code in (200, 201):
                 written[resp.json()["id"]] = resp.json()
             i += 1

@@ -50,8 +50,12 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
         raise BackupError(f"{dest} is not a new or empty folder; a backup goes into a folder of its own, so that "
                           "nothing planted there (a link, a stale file) is written through or mistaken for the backup.")
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    dest.chmod(0o700)
+    try:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dest.chmod(0o700)
+    except OSError as err:
+        raise BackupError(f"cannot create the backup folder {dest} ({err.strerror}): choose a folder you can write "
+                          "to, on a file system with room for the backup.") from None
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:

@@ -31,6 +31,7 @@ from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.manifest import BackupError, sha256_file
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.report import clip
 
 #: Seconds a user's backup command may run (`backup.command_timeout_s`).
 DEFAULT_TIMEOUT_S = 600.0
@@ -87,10 +88,10 @@ def run_command(command: str, cwd: Path, env: dict[str, str], what: str, timeout
             output, _ = proc.communicate()
             raise BackupError(f"your {what} command `{command}` was still running after {timeout_s:g} s "
                               f"(backup.command_timeout_s) and was stopped with its process group; its output ends "
-                              f"with: {(output or '').strip()[-800:] or '(nothing)'}") from None
+                              f"with: {clip((output or '').strip(), 800, tail=True) or '(nothing)'}") from None
         failed_at = trace.read_text(errors="replace").splitlines() if trace.exists() else []
     if proc.returncode != 0:
-        said = (output or "").strip()[-1500:]
+        said = clip((output or "").strip(), 1500, tail=True)
         hints = failure_hints(said, failed_at, pg, proc.returncode)
         raise BackupError(f"your {what} command `{command}` exited {proc.returncode} after "
                           f"{time.monotonic() - begin:.1f} s" + "".join(f" - {h}" for h in hints)
@@ -284,7 +285,7 @@ def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> fl
 def psql_failure(stderr: str) -> str:
     """The error that stopped psql (not the warnings after it), and what it means for a backup."""
     errors = [line.strip() for line in stderr.splitlines() if "ERROR:" in line]
-    said = errors[0] if errors else stderr.strip()[-800:]
+    said = clip(errors[0], 800) if errors else clip(stderr.strip(), 800, tail=True)
     missing = re.search(r'role "([^"]+)" does not exist', said)
     if missing:
         said += (f" - the dump names role `{missing.group(1)}`, which the backup does not carry: back up the roles "

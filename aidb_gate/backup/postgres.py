@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
+from aidb_gate.report import clip
 
 FIELD, RECORD = "\x1f", "\x1e"
+#: Seconds one dump, restore or query in the container may take (a deadline, never "forever").
+DEFAULT_TIMEOUT_S = 3600.0
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
 USER_SCHEMA = f"n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
 
@@ -41,16 +44,24 @@ class PgTarget:
     env: dict[str, str] | None = field(default=None, repr=False)
     #: Optional libpq DSN (without dbname) from the host; queries then skip `exec` and run much faster.
     dsn: str | None = field(default=None, repr=False)
+    #: The longest one command in the container (a dump, a restore) may take.
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def with_db(self, db: str) -> PgTarget:
-        return PgTarget(self.cli, self.container, self.user, db, self.env, self.dsn)
+        return PgTarget(self.cli, self.container, self.user, db, self.env, self.dsn, self.timeout_s)
 
     def exec(self, argv: list[str], *, stdin: Any = None, stdout: Any = subprocess.PIPE,
              check: bool = True) -> subprocess.CompletedProcess:
         cmd = [self.cli, "exec"] + (["-i"] if stdin is not None else []) + [self.container, *argv]
-        proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self.env, check=False)
+        try:
+            proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self.env, check=False,
+                                  timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} was still running after "
+                              f"{self.timeout_s:g} s and was stopped: the database did not answer, or is larger "
+                              "than one command may take here.") from None
         if check and proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip()[-1500:]
+            err = clip(proc.stderr.decode(errors="replace").strip(), 1500, tail=True)
             raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} failed (exit {proc.returncode}): {err}")
         return proc
 
@@ -145,7 +156,14 @@ def feed_sql(pg: PgTarget, path: Path, args: list[str]) -> tuple[int, str]:
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
-        status = proc.wait()
+        try:
+            status = proc.wait(timeout=pg.timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BackupError(f"psql in container {pg.container} was still reading {path} after {pg.timeout_s:g} s "
+                              "and was stopped: the database did not answer, or the dump is larger than one "
+                              "command may take here.") from None
         err.seek(0)
         return status, err.read().decode(errors="replace")
 
@@ -156,7 +174,7 @@ def restore_globals(pg: PgTarget, path: Path) -> None:
     status, stderr = feed_sql(pg, path, ["-d", "postgres"])
     errors = [line for line in stderr.splitlines() if "ERROR" in line and "already exists" not in line]
     if status != 0 or errors:
-        said = "; ".join(errors[:5]) or f"psql exited {status}: {stderr.strip()[-600:] or '(no output)'}"
+        said = clip("; ".join(errors[:5]), 1500) or f"psql exited {status}: {clip(stderr.strip(), 600, tail=True) or '(no output)'}"
         raise BackupError(f"{path}: the roles of the backup could not be created in {pg.container} (connecting as "
                           f"{pg.user}): {said}")
 
@@ -192,10 +210,16 @@ def recreate_database(pg: PgTarget, db: str) -> None:
 
 def list_dump(pg: PgTarget, path: Path) -> list[str]:
     """`pg_restore --list` of a dump (the table of contents); raises when it cannot be read."""
-    with path.open("rb") as fh:
-        proc = pg.exec(["pg_restore", "--list"], stdin=fh, check=False)
+    for _attempt in range(3):
+        with path.open("rb") as fh:
+            proc = pg.exec(["pg_restore", "--list"], stdin=fh, check=False)
+        # pg_restore always prints a header for a readable dump: exit 0 with no output at all is
+        # `podman exec` losing the output of a short-lived process (containers/podman#9096), seen
+        # here on Podman 4.3 right after a container started. Asking again is safe: it only reads.
+        if proc.returncode != 0 or proc.stdout.strip():
+            break
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip()[-600:]
+        err = clip(proc.stderr.decode(errors="replace").strip(), 600, tail=True)
         raise BackupError(f"{path}: pg_restore cannot read this dump ({err}); it is damaged or not a custom-format dump")
     return [ln for ln in proc.stdout.decode().splitlines() if ln and not ln.startswith(";")]
 

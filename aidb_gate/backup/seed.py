@@ -18,13 +18,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from aidb_gate.backup.postgres import PgTarget, quote_ident
+from aidb_gate.core import http
+from aidb_gate.report import clip
 
 PROBE_SCHEMA = "aidb_gate_probe"
 #: A read-only reporting role the probe objects grant to (a global: backups must carry it).
 PROBE_ROLE = "aidb_gate_reader"
+#: What to fix when the data API answers a write or read with something other than JSON.
+SEED_HINT = "The data API (data.create_path / data.get_path) must answer with the document as JSON."
 
 # Awkward on purpose: quotes, backslashes, right-to-left, combining marks, emoji, astral plane.
 TEXT_SAMPLES = [
@@ -121,7 +123,7 @@ def seed_every_table(pg: PgTarget, rows: int = 5) -> dict[str, str]:
         if proc.returncode == 0:
             outcome[table] = f"{rows} rows"
         else:
-            outcome[table] = "left alone: " + proc.stderr.decode(errors="replace").strip().splitlines()[-1][:200]
+            outcome[table] = "left alone: " + clip(proc.stderr.decode(errors="replace").strip().splitlines()[-1], 200)
     return outcome
 
 
@@ -200,16 +202,17 @@ def seed_via_api(base_url: str, api: dict[str, Any], api_key: str, count: int) -
             body = {"title": f"gate doc {i}: {TEXT_SAMPLES[i % len(TEXT_SAMPLES)][:40] or 'untitled'}",
                     "content": f"document {i} about {topic} {TEXT_SAMPLES[(i + 3) % len(TEXT_SAMPLES)]} "
                                + "lorem ipsum " * (i % 7)}
-        resp = requests.post(base_url + api["create_path"], json=body, headers={api["key_header"]: api_key}, timeout=30)
+        resp = http.request("POST", base_url + api["create_path"], json=body, headers={api["key_header"]: api_key},
+                            deadline_s=30)
         if resp.status_code not in (200, 201):
-            raise AssertionError(f"seeding through POST {api['create_path']} answered {resp.status_code}: {resp.text[:300]}")
-        doc = Written(body, resp.json())
+            raise AssertionError(f"seeding through POST {api['create_path']} answered {resp.status_code}: {clip(resp.text, 300)}")
+        doc = Written(body, http.json_of(resp, error=AssertionError, hint=SEED_HINT))
         path = api["get_path"].replace("{id}", str(doc.created.get("id")))
-        got = requests.get(base_url + path, headers={api["key_header"]: api_key}, timeout=30)
+        got = http.request("GET", base_url + path, headers={api["key_header"]: api_key}, deadline_s=30)
         if got.status_code == 200:
-            doc.read = got.json()
+            doc.read = http.json_of(got, error=AssertionError, hint=SEED_HINT)
         else:
-            doc.read_error = f"GET {path} answered {got.status_code}: {got.text[:200]}"
+            doc.read_error = f"GET {path} answered {got.status_code}: {clip(got.text, 200)}"
         written.append(doc)
     return written
 

@@ -17,6 +17,7 @@ from typing import Any
 from aidb_gate.backup import seed, take_backup, verify_backup
 from aidb_gate.backup.targets import data_targets
 from aidb_gate.core.steps import Pipeline, Step
+from aidb_gate.report import run_folder
 from aidb_gate.restore import Fingerprint, take_fingerprint
 
 
@@ -53,7 +54,7 @@ def _backup(session: Pipeline) -> BackupRun:
     started = time.monotonic()
     pg, q = data_targets(session.connect(), stack.deps)
     before = take_fingerprint(pg, q)
-    folder = cfg.reports_dir / "backup" / session.run.id
+    folder = run_folder(cfg.reports_dir, session.run.id) / "backup"
     session.progress(f"backup: {before.summary} into {folder}")
     begin = time.monotonic()
     manifest = take_backup(folder, pg, q, cfg.backup_commands, cwd=cfg.root, command_timeout_s=cfg.backup_timeout_s)

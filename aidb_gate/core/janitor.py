@@ -1,25 +1,46 @@
 """janitor: remove what a run made, by label, and what dead runs left behind.
 
 Guarantees: `remove_run` removes every container (with its anonymous volumes), network and
-volume labelled with one run id, whatever state they are in. `reap_dead_runs` removes the
-resources of runs whose owner process is provably gone, and never those of a live run, so
-two gates can run side by side, nor those of a kept run (--gate-keep), which outlives its
-owner on purpose. `remove_finished_run` (`aidb-gate clean --run ID`) removes one run, kept or
-not, but refuses a live one; `remove_kept_runs` (`clean --kept`) removes every kept run whose
-owner has exited.
+volume labelled with one run id, whatever state they are in. Whether a run is live is judged
+by `judge` from what the engine lists alone - the run's lease volumes and creation times, on
+the engine's clock - never from this host's /proc, so a run in another PID namespace, on
+another host or behind hidepid is judged like any other. `reap_dead_runs` removes the resources
+of runs that are over (their lease expired or was released, or they have no lease and nothing
+younger than the lease time), so a dead run goes within the lease time plus a margin, and
+never those of a live run, so gates can share an engine, nor those of a kept run
+(--gate-keep), which outlives its owner on purpose. A run whose labels cannot be judged is
+left alone with a warning; nothing a label says makes these functions raise.
+`remove_finished_run` (`aidb-gate clean --run ID`) removes one run, kept or not, but refuses
+a live one; `remove_kept_runs` (`clean --kept`) removes every kept run that is over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from aidb_gate.core.run import KEPT_LABEL, OWNER_LABEL, RUN_LABEL, owner_alive
+from aidb_gate.core.run import (
+    KEPT_LABEL,
+    LEASE_LABEL,
+    OWNER_LABEL,
+    RELEASED,
+    RUN_LABEL,
+    EngineClock,
+    engine_timestamp,
+    lease_seconds,
+    lease_value,
+    owner_seen_alive,
+    parse_owner,
+)
 from aidb_gate.errors import GateError
 
 log = logging.getLogger(__name__)
+# Callers print the notes of a Sweep themselves (the session's progress, `aidb-gate clean`); without a
+# handler configured, Python's last-resort handler would repeat each warning on stderr.
+log.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -66,6 +87,8 @@ def _remove_container(sweep: Sweep, c) -> None:
 
 
 def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
+    # The lease goes last: a clean-up cut short still leaves a lease that says when the run ended.
+    volumes = sorted(volumes, key=lambda v: LEASE_LABEL in _labels(v))
     # Containers first (side by side: each removal mostly waits on the engine), since a network
     # or volume in use cannot be removed.
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -105,7 +128,7 @@ def _labels(resource) -> dict[str, str]:
 
 @dataclass
 class RunResources:
-    """Everything labelled with one run id, and what its labels say about the run."""
+    """Everything labelled with one run id, and what its labels and creation times say about the run."""
 
     run_id: str
     owner: str | None = None
@@ -113,15 +136,27 @@ class RunResources:
     containers: list = field(default_factory=list)
     networks: list = field(default_factory=list)
     volumes: list = field(default_factory=list)
+    #: (the lease label's value, when the engine made that lease volume) for each lease volume.
+    leases: list[tuple[str, float | None]] = field(default_factory=list)
+    #: When the engine made each other resource (None where the listing does not say).
+    created: list[float | None] = field(default_factory=list)
 
     @property
     def groups(self) -> tuple[list, list, list]:
         return self.containers, self.networks, self.volumes
 
-    def live(self) -> bool:
-        """True unless the owner is provably gone; a run without an owner label counts as live,
-        because what cannot be judged is never removed."""
-        return self.owner is None or owner_alive(self.owner)
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a run is in use - True (live), False (over) or None (its labels cannot be judged) - and why, in words."""
+
+    live: bool | None
+    why: str
+
+
+def _created(resource) -> float | None:
+    attrs = getattr(resource, "attrs", {}) or {}
+    return engine_timestamp(attrs.get("CreatedAt") or attrs.get("Created"))
 
 
 def group_by_run(containers, networks, volumes) -> dict[str, RunResources]:
@@ -138,48 +173,132 @@ def group_by_run(containers, networks, volumes) -> dict[str, RunResources]:
             getattr(found, kind).append(res)
             found.owner = found.owner or labels.get(OWNER_LABEL)
             found.kept = found.kept or labels.get(KEPT_LABEL) == "true"
+            if kind == "volumes" and LEASE_LABEL in labels:
+                found.leases.append((labels[LEASE_LABEL], _created(res)))
+            else:
+                found.created.append(_created(res))
     return runs
 
 
-def reap_dead_runs(client, keep_run: str | None = None) -> Sweep:
-    """Remove the resources of runs whose owner is provably dead (never keep_run's, never a kept run's)."""
+def judge(found: RunResources, now: float, margin: float, ttl: float,
+          seen_alive: Callable[[str], bool] = owner_seen_alive) -> Verdict:
+    """Whether a run is live, over, or cannot be judged, at `now` on the engine's clock.
+
+    Over: a lease of the run was released (it ended), or all its leases expired (made + their seconds
+    + margin is not after now). Live: any lease is valid. A run with no lease at all (a gate from
+    before leases, a `doctor` check, a lease pruned by hand) is live while any of its resources is
+    younger than ttl + margin - a run that is just starting - or while its owner is seen alive in this
+    /proc (proof of life only: an owner not seen proves nothing), and over after. Cannot be judged
+    (None, never an exception): a lease label that is not a number of seconds or a time the engine
+    does not list, with no valid lease beside it; an owner label that is not host:pid:start on a run
+    with no lease.
+    """
+    if any(value == RELEASED for value, _ in found.leases):
+        return Verdict(False, "its lease was released when it ended")
+    until, problems = None, []
+    for value, made in found.leases:
+        seconds = lease_value(value)
+        if seconds is None:
+            problems.append(f"its lease label {LEASE_LABEL}={value!r} is not a number of seconds")
+        elif made is None:
+            problems.append("the engine lists no creation time for its lease volume")
+        else:
+            until = made + seconds if until is None else max(until, made + seconds)
+    if until is not None and until + margin > now:
+        return Verdict(True, f"its lease is valid for {until + margin - now:.0f} s more")
+    if problems:
+        return Verdict(None, "; ".join(problems))
+    if until is not None:
+        return Verdict(False, f"its lease expired {now - until:.0f} s ago")
+    if found.owner is not None and parse_owner(found.owner) is None:
+        return Verdict(None, f"it has no lease and its owner label {OWNER_LABEL}={found.owner!r} is not host:pid:start")
+    if found.owner and seen_alive(found.owner):
+        return Verdict(True, f"it has no lease, but its owner {found.owner} runs on this host")
+    if not found.created or None in found.created:
+        return Verdict(None, "it has no lease and the engine lists no creation time for some of its resources")
+    age = now - max(t for t in found.created if t is not None)
+    if age < ttl + margin:
+        return Verdict(True, f"it has no lease yet and its newest resource is {max(age, 0):.0f} s old, under the "
+                             f"{ttl:g} s lease time (a run that is starting)")
+    return Verdict(False, f"it has no lease and its newest resource is {age:.0f} s old")
+
+
+def _survey(client, run_id: str | None, clock: EngineClock | None):
+    """The runs (one, or all) with a judge bound to one moment: taken before listing, so anything made
+    meanwhile looks younger, never older."""
+    clock = clock or EngineClock()
+    now, ttl = clock.now(), lease_seconds()
+    runs = group_by_run(*_labelled(client, run_id))
+    return runs, lambda found: judge(found, now, clock.margin, ttl)
+
+
+def unjudged_note(run_id: str, verdict: Verdict) -> str:
+    """The warning for a run left alone because its labels cannot be judged, with what to do."""
+    return (f"run {run_id} cannot be judged, so nothing of it was removed: {verdict.why}. If no gate run uses it any "
+            f"more, remove it with `aidb-gate clean --run {run_id}`.")
+
+
+def reap_dead_runs(client, keep_run: str | None = None, clock: EngineClock | None = None) -> Sweep:
+    """Remove the resources of runs that are over (see `judge`): never keep_run's, a kept run's or a
+    live run's; a run that cannot be judged is left alone, with a warning logged and noted in `skipped`."""
     sweep = Sweep()
-    for run_id, found in group_by_run(*_labelled(client, None)).items():
-        if run_id == keep_run or found.kept or found.live():
+    runs, verdict_of = _survey(client, None, clock)
+    for run_id, found in runs.items():
+        if run_id == keep_run or found.kept:
             continue
-        log.info("removing resources of dead gate run %s", run_id)
+        verdict = verdict_of(found)
+        if verdict.live is None:
+            note = unjudged_note(run_id, verdict)
+            log.warning("%s", note)
+            sweep.skipped.append(note)
+            continue
+        if verdict.live:
+            continue
+        log.info("removing resources of dead gate run %s: %s", run_id, verdict.why)
         sweep.runs.append(run_id)
         _remove(sweep, *found.groups)
     return sweep
 
 
-def remove_finished_run(client, run_id: str) -> Sweep:
-    """Remove one run, kept or not; raise a GateError (removing nothing) while its owner lives."""
-    found = group_by_run(*_labelled(client, run_id)).get(run_id)
+def remove_finished_run(client, run_id: str, clock: EngineClock | None = None) -> Sweep:
+    """Remove one run, kept or not; raise a GateError (removing nothing) while it is live. A run whose
+    labels cannot be judged is removed, since the user named it, with a warning logged."""
+    runs, verdict_of = _survey(client, run_id, clock)
+    found = runs.get(run_id)
     if found is None:
         return Sweep()
-    if found.live():
-        raise GateError(live_run_refusal(found))
+    verdict = verdict_of(found)
+    if verdict.live:
+        raise GateError(live_run_refusal(found, verdict))
+    if verdict.live is None:
+        log.warning("run %s: %s; removed as asked", run_id, verdict.why)
     return _remove(Sweep(runs=[run_id]), *found.groups)
 
 
-def live_run_refusal(found: RunResources) -> str:
+def live_run_refusal(found: RunResources, verdict: Verdict) -> str:
     """The one-paragraph reason `clean --run` leaves a run alone."""
-    owner = found.owner or "unknown (no owner label)"
-    return (f"Run {found.run_id} is still in use, so nothing was removed: its owner {owner} is still running "
-            "(or is on another host or unlabelled, which this machine cannot check). Let that gate run finish or "
-            "stop it (Ctrl-C removes its stack unless it runs with --gate-keep), then run "
-            f"`aidb-gate clean --run {found.run_id}` again.")
+    owner = "" if found.owner and found.owner in verdict.why else f" (owner {found.owner or 'unknown'})"
+    return (f"Run {found.run_id} is still in use, so nothing was removed: {verdict.why}{owner}. Let that gate run "
+            "finish or stop it (Ctrl-C removes its stack unless it runs with --gate-keep); a run that was killed stops "
+            f"counting as live once its lease expires. Then run `aidb-gate clean --run {found.run_id}` again.")
 
 
-def remove_kept_runs(client) -> Sweep:
-    """Remove every kept run whose owner has exited; a kept run still in use is listed in `skipped`."""
+def remove_kept_runs(client, clock: EngineClock | None = None) -> Sweep:
+    """Remove every kept run that is over; a kept run still in use, or one that cannot be judged, is
+    listed in `skipped` with the reason."""
     sweep = Sweep()
-    for run_id, found in group_by_run(*_labelled(client, None)).items():
+    runs, verdict_of = _survey(client, None, clock)
+    for run_id, found in runs.items():
         if not found.kept:
             continue
-        if found.live():
-            sweep.skipped.append(f"kept run {run_id} is still in use by {found.owner or 'an unknown owner'}")
+        verdict = verdict_of(found)
+        if verdict.live:
+            sweep.skipped.append(f"kept run {run_id} is still in use: {verdict.why}")
+            continue
+        if verdict.live is None:
+            note = unjudged_note(run_id, verdict)
+            log.warning("%s", note)
+            sweep.skipped.append(note)
             continue
         sweep.runs.append(run_id)
         _remove(sweep, *found.groups)

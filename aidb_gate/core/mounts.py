@@ -2,8 +2,9 @@
 
 Guarantees: a bind mount inside the compose project is mounted read-only from a per-run copy
 (so the gate never writes into the user's tree), every named or outside volume is a fresh
-volume labelled with the run (the janitor removes it), a tmpfs stays a tmpfs, and every compose
-secret is a per-run random file, mounted read-only at its target with its mode. The per-run
+volume labelled with the run (the janitor removes it), a tmpfs stays a tmpfs, every compose
+secret is a per-run random file, mounted read-only at its target with its mode, and so is every
+secret file a dependency plug-in asks for (`Offer.files`). The per-run
 folder is private (0700) and removed by `close()`.
 """
 
@@ -53,9 +54,20 @@ class MountPlan:
             return self.secret_values[name]
 
     def kwargs(self, role: str, mounts: tuple[Mount, ...], secrets: tuple[Secret, ...] = (),
-               owner: tuple[int, int] | None = None) -> dict[str, Any]:
-        """testcontainers `volumes` ((host, container path, mode) tuples) and docker-py `tmpfs`."""
+               owner: tuple[int, int] | None = None, files: dict[str, str] | None = None) -> dict[str, Any]:
+        """testcontainers `volumes` ((host, container path, mode) tuples) and docker-py `tmpfs`.
+        `files` ({container path: content}) are the gate's own secret files for a dependency
+        (a password file, a config file with a key): read-only, so no secret needs a command
+        line or an environment variable."""
         volumes: dict[str, dict[str, str]] = {}
+        for i, (target, content) in enumerate(sorted((files or {}).items()), 1):
+            path = self.folder / "files" / f"{role}-{i}-{Path(target).name}"
+            path.parent.mkdir(exist_ok=True, mode=0o700)
+            path.write_text(content)
+            # Readable by whichever user the image's entrypoint switches to; the host side stays
+            # private, inside the run's 0700 folder.
+            os.chmod(path, 0o444)
+            volumes[str(path)] = {"bind": target, "mode": "ro"}
         tmpfs: dict[str, str] = {}
         for mount in mounts:
             if mount.kind == "tmpfs":

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from testcontainers.core.waiting_utils import WaitStrategy
+
+from aidb_gate.core import http
 
 
 @dataclass
@@ -80,7 +81,7 @@ class HttpProbe(WaitStrategy):
             # Looked up on every try: the mapping exists only while the container runs.
             port = container.get_docker_client().port(container.get_container_id(), self.port)
             url = f"http://{container.get_container_host_ip()}:{port}{self.path}"
-            resp = requests.get(url, timeout=2)
+            resp = http.request("GET", url, deadline_s=2)
             self.last_status = resp.status_code
             return resp.status_code == self.status
 

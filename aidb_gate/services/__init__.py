@@ -48,6 +48,7 @@ from aidb_gate.core.run import Run
 from aidb_gate.core.wait import PollResult, poll_until, run_healthcheck
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
+from aidb_gate.report import clip
 
 GENERIC = "generic"
 ENTRY_POINT_GROUP = "aidb_gate.dependencies"
@@ -65,6 +66,9 @@ class Offer:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     #: Other endpoint fields (db, user, url).
     extra: dict[str, str] = field(default_factory=dict)
+    #: Files mounted read-only into the container ({container path: content}): how a plug-in
+    #: hands over a secret, which then shows neither in `ps` nor in `inspect`.
+    files: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @functools.cache
@@ -164,7 +168,10 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
     for value in offer.secrets.values():
         run.redactor.add(value)
     ip, attach = network.attach_kwargs(role)
-    runtime = mounts.kwargs(role, dep.mounts) if mounts is not None else {}
+    if offer.files and mounts is None:
+        raise GateError(f"The {role} dependency needs secret files mounted, and no mount plan was given.",
+                        stage="dependencies")
+    runtime = mounts.kwargs(role, dep.mounts, files=offer.files) if mounts is not None else {}
     container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),
                                 name=run.name(role), docker_client_kw=client_kw(), **attach, **runtime)
     if dep.port:
@@ -175,7 +182,7 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
         container.start()
     except Exception as err:
         raise GateError(f"The {role} dependency ({image.ref}, {image.source}) did not start: "
-                        f"{run.redactor(str(err)).strip()[:500]}", stage="dependencies") from None
+                        f"{clip(run.redactor(str(err)).strip(), 500)}", stage="dependencies") from None
     follower = LogFollower(container.get_wrapped_container(), log_path, run.redactor).start()
     dependency = Dependency(role, container, image, dep, follower, 0.0, secrets=dict(offer.secrets),
                             extra=dict(offer.extra), check=kind.is_ready, ip=ip)
@@ -211,9 +218,9 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
             problem = (f"its compose healthcheck `{hc.quoted()}` never passed within {health.elapsed_s:.0f} s "
                        f"(start_period + retries x interval), so a service that waits for it (condition: "
                        f"service_healthy) never starts; last result: "
-                       f"{run.redactor(str(health.value or health.last_error)).strip()[:400] or '(none)'}")
+                       f"{clip(run.redactor(str(health.value or health.last_error)).strip(), 400) or '(none)'}")
     if problem:
-        tail = dependency.log.snapshot()[-2000:]
+        tail = clip(dependency.log.snapshot(), 2000, tail=True)
         raise GateError(f"The {dependency.name} dependency ({dependency.image.ref}, {dependency.image.source}) did not "
                         f"become ready: {problem}. Its log ends with:\n{tail or '(no output)'}", stage="dependencies")
 

@@ -3,7 +3,8 @@
 Guarantees: under a compose file the server runs with the service's own `POSTGRES_*`
 environment, and the gate reads user, database and password from it as the official image
 does (user `postgres` and database = user when unset); without one, database and user come
-from the configuration (default `mcp`, as the seed found) and the password is random per run.
+from the configuration (default `mcp`, as the seed found) and the password is random per run,
+given as POSTGRES_PASSWORD_FILE so it shows neither in `ps` nor in `inspect`.
 Ready when a query over TCP from the host answers - the official image and the recipe alike.
 """
 
@@ -37,6 +38,10 @@ REFUSALS = (
 )
 
 
+#: Where the gate's own Postgres reads its superuser password.
+PASSWORD_FILE = "/run/secrets/aidb-gate-postgres-password"
+
+
 def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
     if dep.from_compose:
         env = dict(dep.environment)
@@ -45,8 +50,11 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
         password = env.get("POSTGRES_PASSWORD", "")
         return Offer(env, dep.command, {"password": password} if password else {}, {"db": db, "user": user})
     password = secret()
-    env = {"POSTGRES_USER": dep.user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": dep.db}
-    return Offer(env, None, {"password": password}, {"db": dep.db, "user": dep.user})
+    # POSTGRES_PASSWORD_FILE (the official image's *_FILE form): an environment variable would show
+    # in `inspect`.
+    env = {"POSTGRES_USER": dep.user, "POSTGRES_PASSWORD_FILE": PASSWORD_FILE, "POSTGRES_DB": dep.db}
+    return Offer(env, None, {"password": password}, {"db": dep.db, "user": dep.user},
+                 files={PASSWORD_FILE: password})
 
 
 def is_ready(dependency: Dependency) -> bool:

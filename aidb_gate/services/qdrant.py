@@ -2,7 +2,8 @@
 
 Guarantees: under a compose file the server runs with the service's own environment, and the
 gate reads its API key from `QDRANT__SERVICE__API_KEY` (none when production sets none);
-without one, the server requires a per-run API key, as a production Qdrant should. Ready when
+without one, the server requires a per-run API key, as a production Qdrant should, given in
+Qdrant's config/local.yaml so it shows neither in `ps` nor in `inspect`. Ready when
 `GET /readyz` answers 200 - a wait on HTTP, never on a log line, so the real image and the
 recipe are judged alike.
 """
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import requests
-
 from aidb_gate.config import DependencyConfig
+from aidb_gate.core import http
 from aidb_gate.services import Dependency, Offer
 
 KIND = "qdrant"
@@ -27,6 +27,8 @@ DATA = "qdrant"
 REFUSALS = ((r"(Invalid api-key|Must provide an API key)", None, "Qdrant refused the API key"),)
 
 API_KEY_VAR = "QDRANT__SERVICE__API_KEY"
+#: Qdrant reads config/local.yaml (relative to /qdrant) after its other config files.
+LOCAL_CONFIG = "/qdrant/config/local.yaml"
 
 
 def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
@@ -35,7 +37,9 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
         key = dep.environment.get(API_KEY_VAR, "")
         return Offer(dict(dep.environment), dep.command, {"api_key": key} if key else {}, url)
     key = secret()
-    return Offer({API_KEY_VAR: key}, None, {"api_key": key}, url)
+    # In Qdrant's own local config file, not QDRANT__SERVICE__API_KEY: an environment variable
+    # shows in `inspect`.
+    return Offer({}, None, {"api_key": key}, url, files={LOCAL_CONFIG: f'service:\n  api_key: "{key}"\n'})
 
 
 def url(dependency: Dependency) -> str:
@@ -44,4 +48,5 @@ def url(dependency: Dependency) -> str:
 
 
 def is_ready(dependency: Dependency) -> bool:
-    return requests.get(url(dependency) + "/readyz", timeout=2).status_code == 200
+    """`GET /readyz` answered 200 within 2 s."""
+    return http.request("GET", url(dependency) + "/readyz", deadline_s=2).status_code == 200

@@ -2,7 +2,8 @@
 
 Guarantees: under a compose file the server runs with the service's own command, and the gate
 reads the password from its `--requirepass` (none when it sets none, as production); without
-one, the server requires a per-run random password. Ready when PING answers.
+one, the server requires a per-run random password, given in a read-only config file so it shows
+neither in `ps` nor in `inspect`. Ready when PING answers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ CRITICAL = False
 FAULTS = ("stop", "pause", "kill")
 DATA = ""
 REFUSALS = ((r"(WRONGPASS|NOAUTH)[^\n]*", None, "Redis refused the password"),)
+#: Where the gate's own Redis reads its password (a config file, as `redis-server <file>` takes).
+CONF = "/run/secrets/aidb-gate-redis.conf"
 
 
 def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
@@ -33,7 +36,8 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
             password = command[command.index("--requirepass") + 1]
         return Offer(dict(dep.environment), command, {"password": password} if password else {}, {})
     password = secret()
-    return Offer({}, ["redis-server", "--requirepass", password], {"password": password}, {})
+    # From a config file, not `--requirepass`: a command line shows in `ps` and `inspect`.
+    return Offer({}, ["redis-server", CONF], {"password": password}, {}, files={CONF: f"requirepass {password}\n"})
 
 
 def is_ready(dependency: Dependency) -> bool:

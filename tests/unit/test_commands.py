@@ -114,3 +114,20 @@ def test_a_folder_without_a_dump_is_a_verdict_that_lists_what_is_there(tmp_path,
     script = _script(tmp_path, 'echo "pg_dump skipped" > "$BACKUP_DIR/backup.log"\n')
     with pytest.raises(BackupError, match=r"left no database dumps under \$BACKUP_DIR .*it holds backup.log"):
         postgres_with_command(str(script), tmp_path, tmp_path / "dest", PG)
+
+
+def test_the_cli_takes_no_key_on_its_command_line(tmp_path, monkeypatch, capsys) -> None:
+    """A key on the command line shows in `ps`: refused with the two ways that do not."""
+    from aidb_gate import cli
+
+    assert cli.main(["verify", str(tmp_path), "--qdrant-url", "http://127.0.0.1:1", "--qdrant-api-key", "s3cret"]) == 2
+    said = capsys.readouterr().err
+    assert "export QDRANT_API_KEY" in said and "--qdrant-api-key-file" in said and "s3cret" not in said
+    keyfile = tmp_path / "key"
+    keyfile.write_text("from-a-file\n")
+    args = cli.build_parser().parse_args(["verify", str(tmp_path), "--qdrant-url", "http://q:6333",
+                                          "--qdrant-api-key-file", str(keyfile)])
+    assert cli._targets(args)[1].api_key == "from-a-file"
+    monkeypatch.setenv("QDRANT_API_KEY", "from-the-env")
+    args = cli.build_parser().parse_args(["verify", str(tmp_path), "--qdrant-url", "http://q:6333"])
+    assert cli._targets(args)[1].api_key == "from-the-env"

@@ -180,3 +180,19 @@ def test_summary_json_keeps_its_fields_and_adds_causes(tmp_path):
     assert data["first_failure"] == "build" and data["verdicts"] == verdicts
     assert data["causes"][1] == {"stage": "build", "verdict": BUILD_FAILED.splitlines()[0],
                                  "tests": [k for k, v in verdicts.items() if v == BUILD_FAILED], "blocked": True}
+
+
+def test_text_is_redacted_before_it_is_cut() -> None:
+    """A cut through a secret would leave a piece the redactor no longer recognises: `clip`
+    masks every live run's secrets first, whichever end it keeps."""
+    from aidb_gate.report import Redactor, clip
+
+    secret = "Zq8vXw2pLr5tNm7kJh3sDf9g"
+    redactor = Redactor()
+    redactor.add(secret)
+    text = "FATAL: password authentication failed, password=" + secret + " (from 10.0.0.2)"
+    cut_at = text.index(secret) + 9  # the old way: cut first, nine characters of it survive
+    assert secret[:9] in text[:cut_at]
+    assert secret[:4] not in clip(text, cut_at) and "password=***" in clip(text, cut_at)
+    assert secret[-4:] not in clip(text, 30, tail=True)
+    assert clip("short", 100) == "short" and clip("", 10) == ""
