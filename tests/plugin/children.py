@@ -36,25 +36,37 @@ def podman(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True, env=engine_env(), check=False)
 
 
+def _leases(listing: str) -> list[dict]:
+    """The lease volumes of a `volume ls --format json` listing. Podman 4.3 ORs several label
+    filters (Docker ANDs them), so the listing is filtered by the run alone and leases picked here."""
+    return [v for v in json.loads(listing or "[]") if "aidb-gate.lease" in (v.get("Labels") or {})]
+
+
 def lease_expiry(run_id: str) -> float | None:
     """When the newest lease of run_id expires (epoch seconds: its creation plus its seconds), or None
     when it holds none; read with the CLI, whose clock is this host's, as the engine's is here."""
     from aidb_gate.core.run import engine_timestamp
 
-    proc = podman("volume", "ls", "--format", "json", "--filter", f"label=aidb-gate.run={run_id}",
-                  "--filter", "label=aidb-gate.lease")
+    proc = podman("volume", "ls", "--format", "json", "--filter", f"label=aidb-gate.run={run_id}")
     ends = []
-    for volume in json.loads(proc.stdout or "[]"):
+    for volume in _leases(proc.stdout):
         made, value = engine_timestamp(volume.get("CreatedAt")), volume["Labels"]["aidb-gate.lease"]
         if made is not None and value != "released":
             ends.append(made + float(value))
     return max(ends, default=None)
 
 
+def lease_listing(run_id: str) -> list[tuple[str, str, str]]:
+    """(name, created, lease label) of run_id's lease volumes, for a failure message."""
+    proc = podman("volume", "ls", "--format", "json", "--filter", f"label=aidb-gate.run={run_id}")
+    return [(v.get("Name", "?"), str(v.get("CreatedAt")), v["Labels"].get("aidb-gate.lease", "?"))
+            for v in _leases(proc.stdout)]
+
+
 def lease_names(run_id: str) -> set[str]:
     """The names of run_id's lease volumes now (each renewal makes a new one)."""
-    proc = podman("volume", "ls", "-q", "--filter", f"label=aidb-gate.run={run_id}", "--filter", "label=aidb-gate.lease")
-    return set(proc.stdout.split())
+    proc = podman("volume", "ls", "--format", "json", "--filter", f"label=aidb-gate.run={run_id}")
+    return {v["Name"] for v in _leases(proc.stdout)}
 
 
 def clean_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
