@@ -111,7 +111,7 @@ def build_target(engine: Engine, cfg: GateConfig, log_dir: Path, base_ref: str |
     start = time.monotonic()
     code, text = run_build(engine, cfg.target, tag, log_path, containerfile=containerfile, build_args=args,
                            labels={"aidb-gate.target": str(cfg.target), PROJECT_LABEL: project_id(cfg.target)},
-                           ca_bundle=cfg.ca_bundle, progress=progress)
+                           ca_bundle=cfg.ca_bundle, progress=progress, timeout_s=cfg.build_timeout_s)
     seconds = time.monotonic() - start
     tail = "".join(text.splitlines(keepends=True)[-30:])
     if code != 0:

@@ -17,7 +17,7 @@ from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, take_backup
 from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_kept_runs
 from aidb_gate.doctor import doctor
-from aidb_gate.errors import GateError
+from aidb_gate.errors import ConfigError, GateError
 from aidb_gate.images import project_id, prune_target_images
 from aidb_gate.keep import kept_secrets_file
 from aidb_gate.report import clip
@@ -324,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except ConfigError as err:  # a bad setting: exit 4, as pytest's usage error in a gate run
+        print(f"aidb-gate: {err}", file=sys.stderr)
+        return 4
     except GateError as err:
         print(f"aidb-gate: {err}", file=sys.stderr)
         return 2

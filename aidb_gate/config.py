@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "base_image": "localhost/aidb-gate/base:bookworm",
     "port": 8091,
     "startup_timeout_s": 120.0,
+    "build_timeout_s": 3600.0,
     "response_budget_ms": 2000,
     "keep": False,
     "rebuild": False,
@@ -227,6 +228,7 @@ class GateConfig:
     base_image: str
     port: int
     startup_timeout_s: float
+    build_timeout_s: float
     response_budget_ms: int
     keep: bool
     rebuild: bool
@@ -911,6 +913,7 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
         base_image=m["base_image"],
         port=m["port"],
         startup_timeout_s=float(m["startup_timeout_s"]),
+        build_timeout_s=float(m["build_timeout_s"]),
         response_budget_ms=m["response_budget_ms"],
         keep=m["keep"],
         rebuild=m["rebuild"],

@@ -9,10 +9,14 @@ used, for the report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -87,6 +91,10 @@ def last_line(err: Exception, limit: int) -> str:
     return text.splitlines()[-1][:limit] if text else type(err).__name__
 
 
+#: Seconds a build may run (`build_timeout_s` for the target's build).
+BUILD_TIMEOUT_S = 3600.0
+
+
 def run_build(
     engine: Engine,
     context: Path,
@@ -98,6 +106,7 @@ def run_build(
     labels: dict[str, str] | None = None,
     ca_bundle: Path | None = None,
     progress: Progress | None = None,
+    timeout_s: float = BUILD_TIMEOUT_S,
 ) -> tuple[int, str]:
     """`podman build` (or `docker build`) as production runs it; returns (exit code, log text).
 
@@ -132,16 +141,35 @@ def run_build(
         proc = subprocess.Popen(cmd, env=engine.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
         assert proc.stdout is not None
+        # A deadline on a build that hangs (a RUN step waiting on the network): its whole process
+        # group is stopped, and the output says so. Podman may leave that build's working container.
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(timeout_s, stop)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for line in proc.stdout:
                 log.write(line)
                 lines.append(line)
                 if progress and line.startswith(("STEP ", "Step ")):
-                    progress(line.strip()[:120])
+                    progress(clip(line.strip(), 120))
             code = proc.wait()
         except KeyboardInterrupt:
             _finish_interrupted_build(proc, log, progress)
             raise
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
+            said = f"aidb-gate: the build was still running after {timeout_s:g} s and was stopped (build_timeout_s)\n"
+            log.write(said)
+            lines.append(said)
+            code = code or 124
     return code, "".join(lines)
 
 

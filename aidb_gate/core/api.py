@@ -8,9 +8,11 @@ labelled with the run and removed whatever happens.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from aidb_gate.engine import Engine
+from aidb_gate.errors import GateError
 
 
 def client(engine: Engine) -> contextlib.closing:
@@ -50,7 +52,7 @@ def run_once(
         container = api.containers.create(image, **kwargs)
         try:
             container.start()
-            result = container.wait(timeout=timeout_s) if engine.kind == "docker" else container.wait()
+            result = container.wait(timeout=timeout_s) if engine.kind == "docker" else _exited(container, timeout_s)
             code = result["StatusCode"] if isinstance(result, dict) else int(result)
             out = _text(container.logs(stdout=True, stderr=False))
             err = _text(container.logs(stdout=False, stderr=True))
@@ -58,6 +60,23 @@ def run_once(
         finally:
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
+
+
+def _exited(container: Any, timeout_s: float) -> dict[str, Any]:
+    """podman-py's `wait` takes no timeout: poll the container's state until it exits, and kill it
+    at the deadline, so a process that never ends cannot hold the gate."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        container.reload()
+        state = container.attrs.get("State") or {}
+        if container.status in ("exited", "stopped", "dead") or state.get("Status") in ("exited", "stopped"):
+            return {"StatusCode": int(state.get("ExitCode", 0) or 0)}
+        if time.monotonic() > deadline:
+            with contextlib.suppress(Exception):
+                container.kill()
+            raise GateError(f"a one-off container of {container.attrs.get('ImageName') or 'the image'} was still running "
+                            f"after {timeout_s:g} s and was stopped")
+        time.sleep(0.2)
 
 
 def exec_in(engine: Engine, container_id: str, argv: list[str], user: str | None = None) -> tuple[int, str, str]:

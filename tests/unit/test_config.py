@@ -244,7 +244,7 @@ def test_a_plain_run_id_is_accepted(tmp_path, run_id):
 
 
 def test_every_duration_of_the_schema_is_checked():
-    assert set(DURATIONS) == {("startup_timeout_s",), ("response_budget_ms",), ("faults", "budget_s"),
+    assert set(DURATIONS) == {("startup_timeout_s",), ("build_timeout_s",), ("response_budget_ms",), ("faults", "budget_s"),
                               ("backup", "command_timeout_s")}
 
 

@@ -74,3 +74,30 @@ def test_no_free_subnet_is_one_clear_error():
 
     with pytest.raises(RuntimeError, match="in use by another network"):
         free_subnet([ipaddress.ip_network("10.213.0.0/16")])
+
+
+def test_a_one_off_container_that_never_exits_is_stopped_at_its_deadline() -> None:
+    """podman-py's wait has no timeout: the gate polls, and kills the container at the deadline."""
+    import pytest
+
+    from aidb_gate.core.api import _exited
+    from aidb_gate.errors import GateError
+
+    class Stuck:
+        status, attrs, killed = "running", {"State": {"Status": "running"}, "ImageName": "img"}, False
+
+        def reload(self) -> None:
+            pass
+
+        def kill(self) -> None:
+            self.killed = True
+
+    stuck = Stuck()
+    with pytest.raises(GateError, match=r"still running after 0\.3 s and was stopped"):
+        _exited(stuck, 0.3)
+    assert stuck.killed
+
+    class Done(Stuck):
+        status, attrs = "exited", {"State": {"Status": "exited", "ExitCode": 3}}
+
+    assert _exited(Done(), 5) == {"StatusCode": 3}
