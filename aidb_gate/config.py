@@ -147,7 +147,7 @@ PLACEHOLDER_FIELDS = {
 NOT_SETTINGS = {"AIDB_GATE_CONFIG", "AIDB_GATE_RUN_ID", "AIDB_GATE_ERR_TRACE", "AIDB_GATE_USER_BASH_ENV",
                 "AIDB_GATE_LEASE_S"}
 
-#: A run id names containers, networks and folders (reports_dir/backup/<id>): a plain name only,
+#: A run id names containers, networks and folders (reports_dir/runs/<id>): a plain name only,
 #: never a path. xdist workers append "-gw<N>", which stays within the same alphabet.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -394,12 +394,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def check_run_id(environ: Mapping[str, str]) -> None:
     """Return only when AIDB_GATE_RUN_ID is unset, empty (the gate picks an id) or a plain name
     matching RUN_ID; anything else is a ConfigError. The id names containers and the folder
-    reports_dir/backup/<id>, so `../x` would write outside the reports folder."""
+    reports_dir/runs/<id>, so `../x` would write outside the reports folder."""
     value = environ.get("AIDB_GATE_RUN_ID")
     if value and not RUN_ID.fullmatch(value):
         raise ConfigError(
             f"AIDB_GATE_RUN_ID is {_show(value)}, which cannot name a run: the id names containers, networks and the "
-            "folder reports_dir/backup/<id>, so it must be 1-63 letters, digits, '_', '.' or '-', starting with a "
+            "folder reports_dir/runs/<id>, so it must be 1-63 letters, digits, '_', '.' or '-', starting with a "
             "letter or digit (e.g. ci-1234). Set it to such a name, or unset it and the gate picks one.")
 
 
