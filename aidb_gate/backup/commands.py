@@ -162,19 +162,10 @@ def newest_for(out: Path, name: str, accept: Callable[[Path], bool] = lambda _: 
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def dump_format(path: Path) -> str:
-    head = path.read_bytes()[:5]
-    if head == b"PGDMP":
-        return "custom"
-    if head[:2] == b"\x1f\x8b":
-        return "plain.gz"
-    return "plain"
-
-
 def dump_kind(path: Path) -> tuple[str, str] | None:
     """(format, what) of a file a Postgres backup command wrote: what is "database" (pg_dump) or
     "globals" (pg_dumpall --globals-only); None for anything else (a log, a metrics file)."""
-    fmt = dump_format(path)
+    fmt = pg_backup.dump_format(path)
     if fmt == "custom":
         return fmt, "database"
     try:
@@ -270,11 +261,12 @@ def restore_collection_with_command(command: str, cwd: Path, folder: Path, snaps
 def restore_plain(pg: PgTarget, path: Path, gz: bool, force: bool = False) -> float:
     """Restore a plain-SQL dump with psql in one transaction, streamed (a dump of any size needs no
     memory); refuses a non-empty database unless forced."""
-    if not pg_backup.is_empty(pg) and not force:
+    empty = pg_backup.is_empty(pg)
+    if not empty and not force:
         raise BackupError(f"refusing to restore {path} into database {pg.db} in {pg.container}: it is not empty. "
                           "Restore into a fresh database, or pass --force.")
     begin = time.monotonic()
-    if force and not pg_backup.is_empty(pg):
+    if force and not empty:
         pg_backup.recreate_database(pg, pg.db)
     status, stderr = pg_backup.feed_sql(pg, path, ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", pg.db])
     if status != 0:

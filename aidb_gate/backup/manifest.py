@@ -27,7 +27,7 @@ from aidb_gate.errors import GateError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-DUMP_FORMATS = ("custom", "plain", "plain.gz")  # what commands.dump_format names
+DUMP_FORMATS = ("custom", "plain", "plain.gz")  # what postgres.dump_format names
 
 
 class BackupError(GateError):

@@ -141,11 +141,19 @@ def dump_globals(pg: PgTarget, dest: Path) -> dict[str, Any]:
     return {"file": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size}
 
 
+def dump_format(path: Path) -> str:
+    """"custom" (pg_dump -Fc), "plain.gz" or "plain", from the file's first bytes only."""
+    with path.open("rb") as fh:
+        head = fh.read(5)
+    if head == b"PGDMP":
+        return "custom"
+    return "plain.gz" if head[:2] == b"\x1f\x8b" else "plain"
+
+
 def feed_sql(pg: PgTarget, path: Path, args: list[str]) -> tuple[int, str]:
     """Stream a SQL file (gzipped or not) into `psql -X -q -U <user> <args>` in pg's container;
     (exit status, stderr). Nothing is held in memory but one block."""
-    with path.open("rb") as probe:
-        gz = probe.read(2) == b"\x1f\x8b"
+    gz = dump_format(path) == "plain.gz"
     cmd = [pg.cli, "exec", "-i", pg.container, "psql", "-X", "-q", "-U", pg.user, *args]
     with tempfile.TemporaryFile() as err, (gzip.open(path, "rb") if gz else path.open("rb")) as src:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=pg.env)
@@ -253,12 +261,13 @@ def is_empty(pg: PgTarget, db: str | None = None) -> bool:
 def restore(pg: PgTarget, path: Path, force: bool = False, db: str | None = None) -> float:
     """pg_restore a dump into pg's database; refuses a non-empty database unless forced."""
     target_db = db or pg.db
-    if not is_empty(pg, target_db) and not force:
+    empty = is_empty(pg, target_db)
+    if not empty and not force:
         raise BackupError(f"refusing to restore {path} into database {target_db} in {pg.container}: it is not empty "
                           f"({len(user_tables(pg, target_db))} tables). Restore into a fresh database, or pass --force to "
                           "replace its contents.")
     begin = time.monotonic()
-    if force and not is_empty(pg, target_db):
+    if force and not empty:
         recreate_database(pg, target_db)
     # Owners and privileges are restored as they were: the roles they name come first (restore_globals).
     args = ["pg_restore", "-U", pg.user, "-d", target_db, "--exit-on-error", "--single-transaction"]
