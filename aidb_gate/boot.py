@@ -100,23 +100,35 @@ def wiring_problems(cfg: GateConfig) -> list[str]:
     return unmounted_secret_files(cfg.env_templates, (), "the service")
 
 
-def secret_volumes(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str,
-                   image: str) -> dict[str, dict[str, str]] | None:
-    """The compose secrets alone, as docker-py volumes (the imports check needs no data)."""
-    compose = cfg.compose
-    if compose is None or not compose.target.secrets:
-        return None
-    owner = image_owner(engine, image, compose.target.user)
-    made = mounts.kwargs(role, (), compose.target.secrets, owner=owner).get("volumes", [])
-    return {host: {"bind": bind, "mode": mode} for host, bind, mode in made}
+def service_files(cfg: GateConfig, endpoints: dict[str, dict[str, str]], api_key: str) -> dict[str, str]:
+    """{path: secret}: the files the contract's `*_file` placeholders name (none under a compose
+    file, whose own `secrets:` say what the service gets)."""
+    return {} if cfg.compose is not None else cfg.secret_files(endpoints, api_key)
 
 
-def runtime_options(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, image: str) -> dict[str, Any]:
-    """docker-py run options the compose file gives the service: mounts and secrets (per-run
-    copies), memory and CPU limits, security options, user, read-only root, tmpfs."""
+def secret_volumes(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, image: str,
+                   files: dict[str, str] | None = None) -> dict[str, dict[str, str]] | None:
+    """The service's secrets alone, as docker-py volumes (the imports check needs no data): the
+    compose secrets, or the files of the contract's `*_file` placeholders."""
     compose = cfg.compose
     if compose is None:
-        return {}
+        made = mounts.kwargs(role, (), (), files=files).get("volumes", []) if files else []
+    elif compose.target.secrets:
+        owner = image_owner(engine, image, compose.target.user)
+        made = mounts.kwargs(role, (), compose.target.secrets, owner=owner).get("volumes", [])
+    else:
+        made = []
+    return {host: {"bind": bind, "mode": mode} for host, bind, mode in made} or None
+
+
+def runtime_options(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, image: str,
+                    files: dict[str, str] | None = None) -> dict[str, Any]:
+    """docker-py run options the compose file gives the service: mounts and secrets (per-run
+    copies), memory and CPU limits, security options, user, read-only root, tmpfs. Without a
+    compose file: the read-only secret `files` ({path: secret}) alone."""
+    compose = cfg.compose
+    if compose is None:
+        return mounts.kwargs(role, (), (), files=files) if files else {}
     svc = compose.target
     out: dict[str, Any] = mounts.kwargs(role, svc.mounts, svc.secrets, owner=image_owner(engine, image, svc.user))
     if svc.tmpfs:
@@ -137,9 +149,10 @@ def runtime_options(cfg: GateConfig, mounts: MountPlan, engine: Any, role: str, 
 def _boot(session: Pipeline) -> Boot:
     image, stack = session.target_image(), session.stack()
     env = service_env(session.cfg, stack.endpoints(), session.api_key)
+    files = service_files(session.cfg, stack.endpoints(), session.api_key)
     session.progress(f"booting {image}")
     return boot_target(session.run, stack.network, image, session.cfg, env, session.log_dir, hosts=stack.hosts(),
-                       runtime=runtime_options(session.cfg, session.mounts, session.connect(), "target", image))
+                       runtime=runtime_options(session.cfg, session.mounts, session.connect(), "target", image, files))
 
 
 #: The service booted on the run's network against the running stack.

@@ -141,6 +141,9 @@ class ComposeStack:
             found["not started (outside depends_on)"] = {
                 name: ("named by " + ", ".join(names) if names else "not named by the service's environment")
                 for name, names in self.not_started.items()}
+        shown = [line for lines in self.secrets_in_plain_sight().values() for line in lines]
+        if shown:
+            found["secrets on command lines"] = shown
         replaced = self.replaced_mounts()
         if replaced:
             found["mounts replaced"] = replaced
@@ -150,10 +153,41 @@ class ComposeStack:
             found["unset variables (empty, as compose does)"] = ", ".join(self.unset)
         return found
 
+    def secrets_in_plain_sight(self) -> dict[str, list[str]]:
+        """{service: each place where the file puts a secret on its command lines, in words}: the
+        gate runs the stack as written, so its random values show there as production's real
+        ones do (`ps` shows every host user the command lines of containers' processes)."""
+        found = {svc.name: _plain_sight(svc, self.generated) for svc in [self.target, *self.dependencies.values()]}
+        return {name: lines for name, lines in found.items() if lines}
+
     def replaced_mounts(self) -> list[str]:
         """Each mount production makes that the gate replaced, in words, for the report."""
         return [f"{svc.name}: {m.target} ({m.replaces})" for svc in [self.target, *self.dependencies.values()]
                 for m in svc.mounts if m.replaces]
+
+
+def _plain_sight(svc: Service, generated: Mapping[str, str]) -> list[str]:
+    named = {v: k for k, v in svc.environment.items() if v and SECRET_NAME.search(k) and not k.endswith("_FILE")}
+    named.update({v: k for k, v in generated.items()})
+    found: list[str] = []
+    for what, argv in (("command", svc.command), ("entrypoint", svc.entrypoint)):
+        shown = sorted({name for value, name in named.items() for arg in argv or () if value in arg})
+        if shown:
+            found.append(f"`{svc.name}` puts {', '.join(shown)} on its `{what}:` line, where `ps` on the host and "
+                         "`inspect` show it: give the program the secret in a file instead (a compose secret, or a "
+                         "config file the program reads).")
+    if svc.healthcheck is not None and svc.healthcheck.test[0] == "CMD-SHELL":
+        # `$$VAR` in the file is `$VAR` here: the shell in the container expands it onto the
+        # command line of the program it starts, every interval.
+        script = " ".join(svc.healthcheck.test[1:])
+        expanded = sorted({m.group(1) or m.group(2) for m in re.finditer(rf"\$\{{({_NAME})[^}}]*\}}|\$({_NAME})", script)
+                           if SECRET_NAME.search(m.group(1) or m.group(2)) and (m.group(1) or m.group(2)) in svc.environment})
+        shown = sorted(set(expanded) | {name for value, name in named.items() if value in script})
+        if shown:
+            found.append(f"`{svc.name}`'s healthcheck puts {', '.join(shown)} on a command line at every check, where "
+                         "`ps` on the host shows it: have the check read the secret from a file or the environment "
+                         "(e.g. REDISCLI_AUTH for redis-cli).")
+    return found
 
 
 # -- interpolation ----------------------------------------------------------------------------

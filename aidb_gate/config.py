@@ -133,12 +133,24 @@ DEFAULTS: dict[str, Any] = {
 #: Tables whose keys are the user's own (build args, environment, request bodies).
 FREE_TABLES = {("build_args",), ("env",), ("auth", "body"), ("compose_variables",)}
 
-#: What an env template may name, per dependency; `{api_key}` stands alone.
+#: The secrets a template may name by file: `{postgres.password_file}` (and `{api_key_file}`) is
+#: the path of a read-only file in the service's container that holds the secret, for services
+#: that read `*_FILE` variables - the value then never shows in the environment that `inspect`
+#: prints.
+SECRET_FILE_FIELDS = {"postgres": {"password"}, "redis": {"password"}, "qdrant": {"api_key"}}
+
+#: What an env template may name, per dependency; `{api_key}` and `{api_key_file}` stand alone.
 PLACEHOLDER_FIELDS = {
-    "postgres": {"host", "port", "db", "user", "password", "critical"},
-    "redis": {"host", "port", "password", "critical"},
-    "qdrant": {"host", "port", "url", "api_key", "critical"},
+    "postgres": {"host", "port", "db", "user", "password", "password_file", "critical"},
+    "redis": {"host", "port", "password", "password_file", "critical"},
+    "qdrant": {"host", "port", "url", "api_key", "api_key_file", "critical"},
 }
+STANDALONE_FIELDS = ("api_key", "api_key_file")
+
+
+def secret_file_path(dependency: str | None, secret: str) -> str:
+    """Where the service finds the file `{<dependency>.<secret>_file}` (or `{api_key_file}`) names."""
+    return "/run/secrets/aidb-gate-" + (f"{dependency}-" if dependency else "") + secret.replace("_", "-")
 
 
 #: Variables with the prefix that are not settings: the configuration file, the run id, the lease time
@@ -260,14 +272,31 @@ class GateConfig:
         A variable whose template names a disabled dependency is left out rather than set to an
         empty string, so the service sees the dependency as absent, not misconfigured.
         """
-        namespaces = {name: SimpleNamespace(**values) for name, values in endpoints.items()}
+        namespaces = {name: SimpleNamespace(**values, **{f"{s}_file": secret_file_path(name, s)
+                                                         for s in SECRET_FILE_FIELDS.get(name, ())})
+                      for name, values in endpoints.items()}
         env: dict[str, str] = {}
-        for var, template in self.env_templates.items():
-            names = {f.split(".")[0] for f in _template_fields(template)}
-            if any(n != "api_key" and n not in namespaces for n in names):
-                continue
-            env[var] = template.format(api_key=api_key, **namespaces)
+        for var, template in self._renderable(endpoints):
+            env[var] = template.format(api_key=api_key, api_key_file=secret_file_path(None, "api_key"), **namespaces)
         return env
+
+    def secret_files(self, endpoints: dict[str, dict[str, str]], api_key: str) -> dict[str, str]:
+        """{path in the service's container: secret} for every `*_file` placeholder that
+        `render_env` fills: the files the service must find there."""
+        files: dict[str, str] = {}
+        for _, template in self._renderable(endpoints):
+            for fld in _template_fields(template):
+                dep, _, attr = fld.partition(".")
+                if fld == "api_key_file":
+                    files[secret_file_path(None, "api_key")] = api_key
+                elif attr.endswith("_file"):
+                    files[secret_file_path(dep, attr[:-5])] = str(endpoints[dep][attr[:-5]])
+        return files
+
+    def _renderable(self, endpoints: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+        return [(var, template) for var, template in self.env_templates.items()
+                if all(n in STANDALONE_FIELDS or n in endpoints
+                       for n in {f.split(".")[0] for f in _template_fields(template)})]
 
 
 def _template_fields(template: str) -> list[str]:
@@ -704,7 +733,11 @@ def load_config(
     validate_shape(cli, DEFAULTS, "command-line options")
     named_deps = [*table.get("dependencies", {}), *cli.get("dependencies", {})]
     env, setters = _env_settings(environ, named_deps)
-    merged = deep_merge(deep_merge(deep_merge(DEFAULTS, table), cli), env)
+    # A file's `env` table is the service's whole environment: merged into the contract's, a
+    # service with its own names would also get AIDB_*_PASSWORD - its secrets in `inspect` for no use.
+    base = {k: v for k, v in DEFAULTS.items() if k != "env" or "env" not in table}
+    merged = deep_merge(deep_merge(deep_merge(base, table), cli), env)
+    merged.setdefault("env", {})
     chosen = deep_merge(deep_merge(table, cli), env)  # what the user said, without the defaults
 
     def blame(path: tuple[str, ...]) -> str:
@@ -956,7 +989,8 @@ def _check_duration(value: float, path: tuple[str, ...], where: str) -> None:
 def _check_template(var: str, template: str, where: str) -> None:
     """Return only for a template `render_env` can fill: literal text, `{{`/`}}`, and placeholders
     from PLACEHOLDER_FIELDS or `{api_key}`, each without conversion or format spec."""
-    known = ["{api_key}"] + [f"{{{d}.{a}}}" for d in PLACEHOLDER_FIELDS for a in sorted(PLACEHOLDER_FIELDS[d])]
+    known = [f"{{{f}}}" for f in STANDALONE_FIELDS] + [f"{{{d}.{a}}}" for d in PLACEHOLDER_FIELDS
+                                                         for a in sorted(PLACEHOLDER_FIELDS[d])]
     here = _dotted(("env", var))
     try:
         parts = list(string.Formatter().parse(template))
@@ -967,7 +1001,7 @@ def _check_template(var: str, template: str, where: str) -> None:
         if fld is None:
             continue
         dep, _, attr = fld.partition(".")
-        if (fld == "api_key" or attr in PLACEHOLDER_FIELDS.get(dep, ())) and not spec and conversion is None:
+        if (fld in STANDALONE_FIELDS or attr in PLACEHOLDER_FIELDS.get(dep, ())) and not spec and conversion is None:
             continue
         written = "{" + fld + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         raise ConfigError(f"{where}: `{here}` uses the placeholder {_text(written)}, which the gate does not provide. "

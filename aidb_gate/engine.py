@@ -78,11 +78,12 @@ class Engine:
                 self._shared = self.docker_client(timeout=600)
             return self._shared
 
-    def podman_client(self):
-        """podman-py for inspection, logs and exec where the engine is Podman."""
+    def podman_client(self, timeout_s: float | None = None):
+        """podman-py for inspection, logs and exec where the engine is Podman; `timeout_s` bounds
+        each socket read (podman-py's default waits forever)."""
         from podman import PodmanClient
 
-        return PodmanClient(base_url=self.docker_host)
+        return PodmanClient(base_url=self.docker_host, timeout=timeout_s)
 
     def close(self) -> None:
         """Stop the API service if this run started it, and remove its socket, log and owner file."""

@@ -143,26 +143,31 @@ def check_imports(engine: Engine, image: str, env: dict[str, str], labels: dict[
     return report
 
 
-def import_env(cfg: Any, api_key: str) -> dict[str, str]:
-    """The service's environment for the imports check, which runs with no network: the compose
-    environment as written, or the contract's templates with every dependency pointing at a host
-    that is not there."""
-    from aidb_gate.boot import service_env
-
-    fake = {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
+def _unreachable(cfg: Any) -> dict[str, dict[str, str]]:
+    """Endpoints for the imports check, which runs with no network: every dependency at a host
+    that is not there, with placeholder secrets."""
+    return {d.name: {"host": f"{d.name}.invalid", "port": str(d.port), "db": d.db, "user": d.user,
                      "password": "x", "api_key": "x", "url": f"http://{d.name}.invalid:{d.port}",
                      "critical": str(d.critical).lower()} for d in cfg.enabled_dependencies}
-    return service_env(cfg, fake, api_key)
+
+
+def import_env(cfg: Any, api_key: str) -> dict[str, str]:
+    """The service's environment for the imports check: the compose environment as written, or
+    the contract's templates filled from unreachable endpoints."""
+    from aidb_gate.boot import service_env
+
+    return service_env(cfg, _unreachable(cfg), api_key)
 
 
 def _imports(session: Pipeline) -> ImportReport:
-    from aidb_gate.boot import secret_volumes
+    from aidb_gate.boot import secret_volumes, service_files
 
     image, cfg, engine = session.target_image(), session.cfg, session.connect()
     session.progress("imports: importing every module inside the image")
+    files = service_files(cfg, _unreachable(cfg), session.api_key)
     return check_imports(engine, image, import_env(cfg, session.api_key), session.run.labels("imports"),
                          cfg.import_modules, cfg.import_interpreter, cfg.pip_check,
-                         volumes=secret_volumes(cfg, session.mounts, engine, "imports", image))
+                         volumes=secret_volumes(cfg, session.mounts, engine, "imports", image, files))
 
 
 #: Every module imported inside the image, with the service's environment and secrets, no network.

@@ -342,6 +342,7 @@ def image_lines(evidence: dict) -> list[str]:
         for key in ("random per-run values", "unset variables (empty, as compose does)"):
             if compose.get(key):
                 lines.append(f"{key}: {compose[key]}")
+        lines += [f"notice, secret on a command line: {line}" for line in compose.get("secrets on command lines") or []]
     return lines
 
 

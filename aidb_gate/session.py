@@ -24,7 +24,7 @@ from aidb_gate import diagnose, services
 from aidb_gate.backup import PgTarget, QdrantTarget
 from aidb_gate.backup.stage import BACKUP, SEEDED, BackupRun, backup_facts
 from aidb_gate.backup.targets import data_targets, pg_target, qdrant_target
-from aidb_gate.boot import BOOT, Boot, boot_target, runtime_options, service_env
+from aidb_gate.boot import BOOT, Boot, boot_target, runtime_options, service_env, service_files
 from aidb_gate.build import BUILD, BuildResult, find_containerfile
 from aidb_gate.compose import Healthcheck
 from aidb_gate.config import GateConfig
@@ -287,10 +287,11 @@ class GateSession:
         The fresh instances answer to the original names too (an /etc/hosts entry), so a service
         whose compose environment names `postgres` reaches the fresh one unchanged."""
         image, stack = self.target_image(), self.stack()
-        env = service_env(self.cfg, {**stack.endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}, self.api_key)
+        endpoints = {**stack.endpoints(), **{n: d.endpoint() for n, d in fresh.items()}}
+        env, files = service_env(self.cfg, endpoints, self.api_key), service_files(self.cfg, endpoints, self.api_key)
         hosts = {**stack.hosts(), **{n: d.ip for n, d in fresh.items()}}
         return boot_target(self.run, stack.network, image, self.cfg, env, self.log_dir, role=role, hosts=hosts,
-                           runtime=runtime_options(self.cfg, self.mounts, self.connect(), role, image))
+                           runtime=runtime_options(self.cfg, self.mounts, self.connect(), role, image, files))
 
     def boot_diagnosis(self) -> diagnose.Diagnosis:
         self.boot()

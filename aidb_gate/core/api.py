@@ -14,10 +14,17 @@ from typing import Any
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
 
+#: How long one engine call may stay silent: inspect, logs and top answer in well under a second
+#: on a healthy engine; a hung engine must end in an error, not hold the gate.
+CALL_TIMEOUT_S = 120.0
 
-def client(engine: Engine) -> contextlib.closing:
-    """podman-py for Podman, docker-py for Docker, closed when the `with` block ends."""
-    return contextlib.closing(engine.podman_client() if engine.kind == "podman" else engine.docker_client())
+
+def client(engine: Engine, timeout_s: float = CALL_TIMEOUT_S) -> contextlib.closing:
+    """podman-py for Podman, docker-py for Docker, closed when the `with` block ends; every
+    socket read of the client ends after `timeout_s` seconds of silence."""
+    if engine.kind == "podman":
+        return contextlib.closing(engine.podman_client(timeout_s))
+    return contextlib.closing(engine.docker_client(max(1, int(timeout_s))))
 
 
 def _text(data: Any) -> str:
@@ -42,7 +49,7 @@ def run_once(
     volumes: dict[str, dict[str, str]] | None = None,
 ) -> tuple[int, str, str]:
     """Run argv as the entrypoint in a fresh, network-less container: (exit code, stdout, stderr)."""
-    with client(engine) as api:
+    with client(engine, max(CALL_TIMEOUT_S, timeout_s + 30)) as api:  # docker-py waits in one read
         kwargs: dict[str, Any] = dict(entrypoint=[argv[0]], command=argv[1:], environment=env or {},
                                       labels=labels, network_mode="none", detach=True)
         if user:
@@ -79,16 +86,27 @@ def _exited(container: Any, timeout_s: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def exec_in(engine: Engine, container_id: str, argv: list[str], user: str | None = None) -> tuple[int, str, str]:
-    """Run argv inside a running container: (exit code, stdout, stderr)."""
-    with client(engine) as api:
-        container = api.containers.get(container_id)
-        kwargs: dict[str, Any] = {"demux": True}
-        if user:
-            kwargs["user"] = user
-        code, output = container.exec_run(argv, **kwargs)
-        out, err = output if isinstance(output, tuple) else (output, b"")
-        return int(code or 0), _text(out), _text(err)
+def exec_in(engine: Engine, container_id: str, argv: list[str], user: str | None = None,
+            timeout_s: float = 60) -> tuple[int, str, str]:
+    """Run argv inside a running container: (exit code, stdout, stderr). A command that stays
+    silent for `timeout_s` ends the call with a GateError; the exec goes with its container."""
+    begin = time.monotonic()
+    try:
+        with client(engine, timeout_s) as api:
+            container = api.containers.get(container_id)
+            kwargs: dict[str, Any] = {"demux": True}
+            if user:
+                kwargs["user"] = user
+            code, output = container.exec_run(argv, **kwargs)
+    except Exception as err:
+        # podman-py wraps the socket timeout in APIError(OSError), docker-py lets requests' own
+        # ReadTimeout through: the clock says which it was, whatever the wrapper.
+        if time.monotonic() - begin < timeout_s:
+            raise
+        raise GateError(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} gave no answer within "
+                        f"{timeout_s:g} s and was abandoned ({type(err).__name__}).") from None
+    out, err = output if isinstance(output, tuple) else (output, b"")
+    return int(code or 0), _text(out), _text(err)
 
 
 def inspect(engine: Engine, container_id: str) -> dict[str, Any]:

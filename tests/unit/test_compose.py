@@ -1138,3 +1138,46 @@ def test_values_of_secret_looking_variables_are_known_to_the_redactor(tmp_path: 
                                     "      KEY_FILE: /run/secrets/k\n      PORT: '80'\n")
     stack = load_compose(tmp_path / "c.yml", "app", {"DB_PASSWORD": "configured-pw"}, environ={})
     assert sorted(stack.secret_values()) == ["configured-pw", "literal-token-value"]
+
+
+# -- secrets in plain sight ---------------------------------------------------------------------
+
+def test_secrets_on_command_lines_are_named_by_variable_never_by_value(tmp_path):
+    text = services("""\
+    app:
+      image: app:1
+      depends_on: [cache, db]
+      environment: {CACHE_AUTH: "${CACHE_TOKEN}"}
+    cache:
+      image: keydb:6
+      command: ["keydb-server", "--requirepass", "${CACHE_TOKEN}", "--port", "7000"]
+      environment: {CACHE_TOKEN: "${CACHE_TOKEN}"}
+      healthcheck:
+        test: ["CMD-SHELL", "keydb-cli -p 7000 -a \\"$$CACHE_TOKEN\\" ping"]
+    db:
+      image: mariadb:11
+      environment: {MARIADB_ROOT_PASSWORD_FILE: /run/secrets/root, MARIADB_PASSWORD: "${DB_PASS}"}
+      healthcheck:
+        test: ["CMD-SHELL", "healthcheck.sh --connect --innodb_initialized"]
+    """)
+    stack = load(tmp_path, text)
+    assert list(stack.secrets_in_plain_sight()) == ["cache"]
+    shown = stack.secrets_in_plain_sight()["cache"]
+    assert len(shown) == 2, shown
+    assert shown[0].startswith("`cache` puts CACHE_TOKEN on its `command:` line")
+    assert shown[1].startswith("`cache`'s healthcheck puts CACHE_TOKEN on a command line")
+    assert not any(v in line for v in stack.secret_values() for line in shown)
+    assert stack.facts()["secrets on command lines"] == shown
+
+
+def test_a_stack_that_keeps_secrets_in_files_has_nothing_in_plain_sight(tmp_path):
+    text = services("""\
+    app:
+      image: app:1
+      command: ["serve", "--password-file", "/run/secrets/pw", "--token-ttl", "30"]
+      environment: {API_KEY_FILE: /run/secrets/pw}
+      healthcheck:
+        test: ["CMD-SHELL", "curl -fsS -H @/run/secrets/hdr http://localhost:8000/health || exit 1"]
+    """)
+    stack = load(tmp_path, text)
+    assert stack.secrets_in_plain_sight() == {} and "secrets on command lines" not in stack.facts()

@@ -334,3 +334,26 @@ def test_a_configuration_error_ends_the_run_with_exit_code_4(pytester, monkeypat
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, output
     assert expected in output and "Traceback" not in output, output
+
+
+def test_file_placeholders_name_a_path_and_hand_over_the_secret(tmp_path):
+    write(tmp_path, '[tool.aidb-gate.env]\nPG_FILE = "{postgres.password_file}"\nKEY_FILE = "{api_key_file}"\n'
+                    'Q_FILE = "{qdrant.api_key_file}"\nPLAIN = "{postgres.host}"\n')
+    cfg = load_config(tmp_path, environ={})
+    endpoints = {"postgres": {"host": "postgres", "port": "5432", "db": "mcp", "user": "mcp", "password": "pw",
+                              "critical": "true"}}
+    env = cfg.render_env(endpoints, "key")
+    # Q_FILE names the disabled-here qdrant: left out, and so is its file.
+    assert env["PG_FILE"] == "/run/secrets/aidb-gate-postgres-password" and "Q_FILE" not in env
+    assert env["KEY_FILE"] == "/run/secrets/aidb-gate-api-key" and env["PLAIN"] == "postgres"
+    assert cfg.secret_files(endpoints, "key") == {"/run/secrets/aidb-gate-postgres-password": "pw",
+                                                  "/run/secrets/aidb-gate-api-key": "key"}
+    # The file's env table is the whole environment: no default AIDB_* variable carries the
+    # secrets beside their files.
+    assert set(env) == {"PG_FILE", "KEY_FILE", "PLAIN"}
+
+
+def test_without_an_env_table_the_contract_templates_apply_and_variables_add_to_them(tmp_path):
+    cfg = load_config(tmp_path, environ={"AIDB_GATE_ENV__EXTRA": "{postgres.db}"})
+    assert cfg.env_templates["AIDB_POSTGRES_PASSWORD"] == "{postgres.password}"
+    assert cfg.env_templates["EXTRA"] == "{postgres.db}"
