@@ -109,7 +109,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     for run_id in sweep.runs:  # a removed kept run's secrets have nothing left to open
         kept_secrets_file(run_id).unlink(missing_ok=True)
     _print(f"removed {len(sweep.containers)} container(s), {len(sweep.networks)} network(s), "
-           f"{len(sweep.volumes)} volume(s)" + (f", {len(pruned)} old target image tag(s)" if args.images else ""))
+           f"{len(sweep.volumes)} volume(s)" + (f", {len(sweep.folders)} host folder(s)" if sweep.folders else "")
+           + (f", {len(pruned)} old target image tag(s)" if args.images else ""))
     for note in sweep.skipped if sweep is not session.reaped else ():
         _print(f"left alone: {note}")
     for err in sweep.errors:

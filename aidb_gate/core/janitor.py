@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from aidb_gate.core.mounts import remove_run_folders
 from aidb_gate.core.run import (
     KEPT_LABEL,
     LEASE_LABEL,
@@ -55,6 +56,8 @@ class Sweep:
     runs: list[str] = field(default_factory=list)
     #: Runs found but deliberately left alone, each with the reason.
     skipped: list[str] = field(default_factory=list)
+    #: Host folders of removed runs (their mounts' per-run copies and secret files).
+    folders: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -84,6 +87,14 @@ def _remove_container(sweep: Sweep, c) -> None:
     except Exception as err:  # already gone is fine; anything else is reported
         if "no such" not in str(err).lower() and "404" not in str(err):
             sweep.errors.append(f"container {name}: {err}")
+
+
+def _remove_run(sweep: Sweep, run_id: str, groups) -> Sweep:
+    """Remove one run's engine resources, then its host folders (a killed run's secret files)."""
+    sweep.runs.append(run_id)
+    _remove(sweep, *groups)
+    sweep.folders += remove_run_folders(run_id)
+    return sweep
 
 
 def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
@@ -255,8 +266,7 @@ def reap_dead_runs(client, keep_run: str | None = None, clock: EngineClock | Non
         if verdict.live:
             continue
         log.info("removing resources of dead gate run %s: %s", run_id, verdict.why)
-        sweep.runs.append(run_id)
-        _remove(sweep, *found.groups)
+        _remove_run(sweep, run_id, found.groups)
     return sweep
 
 
@@ -272,7 +282,7 @@ def remove_finished_run(client, run_id: str, clock: EngineClock | None = None) -
         raise GateError(live_run_refusal(found, verdict))
     if verdict.live is None:
         log.warning("run %s: %s; removed as asked", run_id, verdict.why)
-    return _remove(Sweep(runs=[run_id]), *found.groups)
+    return _remove_run(Sweep(), run_id, found.groups)
 
 
 def live_run_refusal(found: RunResources, verdict: Verdict) -> str:
@@ -300,8 +310,7 @@ def remove_kept_runs(client, clock: EngineClock | None = None) -> Sweep:
             log.warning("%s", note)
             sweep.skipped.append(note)
             continue
-        sweep.runs.append(run_id)
-        _remove(sweep, *found.groups)
+        _remove_run(sweep, run_id, found.groups)
     return sweep
 
 

@@ -5,12 +5,14 @@ Guarantees: a bind mount inside the compose project is mounted read-only from a 
 volume labelled with the run (the janitor removes it), a tmpfs stays a tmpfs, every compose
 secret is a per-run random file, mounted read-only at its target with its mode, and so is every
 secret file a dependency plug-in asks for (`Offer.files`). The per-run
-folder is private (0700) and removed by `close()`.
+folder is private (0700) and removed by `close()`; the folder of a run that never reached
+`close()` (killed) is removed with the run's containers by the janitor (`remove_run_folders`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -20,6 +22,32 @@ from typing import Any
 
 from aidb_gate.compose import Mount, Secret
 from aidb_gate.core.run import Run
+
+_MKDTEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")
+
+
+def folder_prefix(run_id: str) -> str:
+    """The name every per-run mount folder of run_id starts with, in the temporary folder."""
+    return f"aidb-gate-{run_id}-"
+
+
+def remove_run_folders(run_id: str) -> list[str]:
+    """Remove this user's per-run mount folders of run_id (they hold the run's secret files);
+    another user's, or a link, is left alone. Returns the paths removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(folder_prefix(run_id) + "*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        # The rest must be mkdtemp's own suffix: run "a" must not take run "a-b"'s folder.
+        if not _MKDTEMP_SUFFIX.fullmatch(path.name[len(folder_prefix(run_id)):]):
+            continue
+        if path.is_symlink() or not path.is_dir() or st.st_uid != os.geteuid():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
 
 
 class MountPlan:
@@ -38,7 +66,7 @@ class MountPlan:
     def folder(self) -> Path:
         with self._lock:
             if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix=f"aidb-gate-{self.run.id}-"))
+                self._folder = Path(tempfile.mkdtemp(prefix=folder_prefix(self.run.id)))
                 os.chmod(self._folder, 0o700)
             return self._folder
 

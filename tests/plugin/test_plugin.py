@@ -31,6 +31,7 @@ from children import (
     unshare_works,
 )
 
+from aidb_gate.core.mounts import folder_prefix
 from aidb_gate.core.run import LEASE_MARGIN_S, owner_alive
 
 needs_podman = pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0,
@@ -144,6 +145,11 @@ def wait_until(condition, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def run_folders(run_id: str) -> list[Path]:
+    """The host folders a run's mounts were made in (they hold its secret files)."""
+    return sorted(Path(tempfile.gettempdir()).glob(folder_prefix(run_id) + "*"))
+
+
 @needs_podman
 def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_those(pytester, tmp_path, monkeypatch):
     """The killed run's lease is not renewed: once it expired the next run's janitor removes what the
@@ -159,6 +165,9 @@ def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_tho
         killed.wait()
         assert leftovers(killed_id), "SIGKILL skips clean-up, so the dead run's stack is still there"
         assert lease_expiry(killed_id) is not None, "the killed run held no lease"
+        folders = run_folders(killed_id)
+        assert folders, "the killed run left its mount folder (its secret files) on the host"
+        alive_folders = run_folders(alive_id)
 
         def expired() -> bool:
             # Read again each time: a renewal the engine was still carrying out when the run died
@@ -174,7 +183,9 @@ def test_after_sigkill_the_next_run_removes_the_dead_runs_leftovers_and_only_tho
                 "def test_engine(gate_engine):\n    assert gate_engine.kind")
         run_child(pytester).assert_outcomes(passed=1)
         assert leftovers(killed_id) == [], "the next run must remove what the killed run left"
+        assert run_folders(killed_id) == [], "the killed run's secret files must go with its stack"
         assert stack_of(alive_id) == alive_stack, "the next run removed a live run's resources"
+        assert run_folders(alive_id) == alive_folders, "the next run removed a live run's mount folder"
         assert lease_names(alive_id), "the live run lost its lease"
     finally:
         alive_release.write_text("go")

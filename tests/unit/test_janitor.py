@@ -561,3 +561,22 @@ def test_the_secrets_file_is_made_private_even_if_it_existed(tmp_path):
     path.chmod(0o644)
     write_secrets_file(path, "x", {"AIDB_API_KEY": "s3cret"})
     assert path.stat().st_mode & 0o777 == 0o600 and "AIDB_API_KEY=s3cret" in path.read_text()
+
+
+def test_a_removed_runs_host_folders_go_and_nothing_else(tmp_path, monkeypatch):
+    import tempfile
+
+    from aidb_gate.core.mounts import folder_prefix, remove_run_folders
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = tmp_path / (folder_prefix("run-a") + "x1y2z3_4")
+    (mine / "files").mkdir(parents=True)
+    (mine / "files" / "postgres-1-password").write_text("secret")
+    longer = tmp_path / (folder_prefix("run-a-b") + "abcd1234")  # run "a-b", not run "a"
+    longer.mkdir()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / (folder_prefix("run-a") + "linkzzzz")
+    link.symlink_to(target)
+    assert remove_run_folders("run-a") == [str(mine)]
+    assert not mine.exists() and longer.is_dir() and link.is_symlink() and target.is_dir()
