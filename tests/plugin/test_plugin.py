@@ -114,8 +114,16 @@ def start_holding_child(pytester, tmp_path, name: str, prefix: tuple[str, ...] =
                                          + HOLDING_TEST.format(ready=str(ready), release=str(release)))
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id}
     child = subprocess.Popen([*prefix, sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=interruptible)
     return child, ready, release, run_id
+
+
+def interruptible() -> None:
+    """In the child, before exec: SIGINT back to its default. A shell that starts a job in the
+    background (`make test &`, as some CI runners do) makes it ignore SIGINT, and a process keeps
+    that through exec, so Python would never turn the test's Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_ready(child: subprocess.Popen, ready: Path) -> None:
@@ -322,7 +330,8 @@ def test_ctrl_c_at_each_point_of_a_run_leaves_nothing_behind(tmp_path, point, ar
     before = _external_containers()
     env = {**os.environ, "AIDB_GATE_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}  # progress lines as they happen
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", *args],
-                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=interruptible)
     seen = []
     assert child.stdout is not None
     for line in child.stdout:
