@@ -17,9 +17,13 @@ machine, in this invocation:
   is the narrower figure with the call phases alone;
 - backup_scale_s / raw_dump_restore_s: backup + verify + restore of ~1,000,000 Postgres rows
   next to raw `pg_dump -Fc` + `pg_restore` of the same data; the Qdrant side (50,000 points of
-  384 dimensions) next to a raw snapshot + download + upload of the same collection.
+  384 dimensions) next to a raw snapshot + download + upload of the same collection;
+- qdrant_engines: the Qdrant-API recipe's Qdrant Edge engine beside the old local-mode recipe
+  (built from git history) on the same collection: round trip, identity, search agreement and
+  recall (bench/qdrant_engines.py).
 
-Usage: python bench/gate_bench.py [--repeat 10] [--skip-cold] [--skip-scale] [--rows N] [--points N]
+Usage: python bench/gate_bench.py [--repeat 10] [--skip-cold] [--skip-scale] [--skip-engines] [--rows N] [--points N]
+       python bench/gate_bench.py --only-engines [--points N] [--queries N]  (into the last bench.json)
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+#: The last commit whose Qdrant-API recipe ran qdrant-client's local mode (bench/qdrant_engines.py).
+OLD_QDRANT_REV = "b7b8d2f"
 
 
 def log(msg: str) -> None:
@@ -174,7 +180,7 @@ def scale(rows: int, points: int) -> dict:
 def markdown(data: dict) -> str:
     rows = [
         ("cold `pytest -m p1`", data.get("cold_p1_s")),
-        (f"warm `pytest -m p1`, median of {data['repeat_runs']}", data.get("warm_p1_median_s")),
+        (f"warm `pytest -m p1`, median of {data.get('repeat_runs')}", data.get("warm_p1_median_s")),
         ("critical path (slowest dependency + service ready + tests' own work)", data.get("critical_path_s")),
         ("warm / critical path", data.get("warm_over_critical")),
         ("critical path, call phases only as the tests' work", data.get("critical_path_calls_s")),
@@ -189,10 +195,23 @@ def markdown(data: dict) -> str:
         ("gate / raw (Qdrant)", data.get("scale", {}).get("qdrant_over_raw")),
     ]
     lines = ["| measure | value |", "|---|---|"]
-    lines += [f"| {name} | {'-' if value is None else value} |" for name, value in rows]
+    lines += [f"| {name} | {'-' if value is None else value} |" for name, value in rows if value is not None]
     if data.get("warm_stage_median_s"):
         lines += ["", "| stage (warm, median) | seconds |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in data["warm_stage_median_s"].items()]
+    engines = data.get("qdrant_engines")
+    if engines:
+        edge, local = engines["edge"], engines["local-mode"]
+        lines += ["", f"| Qdrant-API recipe, {engines['points']} points x 384, {engines['queries']} queries | Qdrant Edge "
+                  f"| local mode ({engines['old_rev']}) |", "|---|---|---|"]
+        for key, name in (("round_trip_s", "snapshot + verify + restore, s"), ("load_s", "upsert, 500 a request, s"),
+                          ("snapshot_bytes", "snapshot size, bytes"), ("points_restored", "points restored"),
+                          ("identical_after_restore", "every point identical after restore"),
+                          ("indexed_vectors_count", "indexed vectors (HNSW)"),
+                          ("exact_queries_s", "exact searches, s"), ("default_queries_s", "default searches, s"),
+                          ("recall_at_10_default_vs_exact", "recall@10, default search vs exact")):
+            lines.append(f"| {name} | {edge.get(key, '-')} | {local.get(key, '-')} |")
+        lines.append(f"| exact top-10 identical on both engines | {engines['exact_top10_agreement']} | |")
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +222,25 @@ def main() -> int:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--points", type=int, default=50_000)
+    parser.add_argument("--skip-engines", action="store_true", help="skip the Qdrant engines side by side")
+    parser.add_argument("--only-engines", action="store_true", help="measure the Qdrant engines side by side only")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--old-qdrant-rev", default=OLD_QDRANT_REV,
+                        help="the commit whose qdrant-api recipe is the local-mode engine (default: %(default)s)")
     args = parser.parse_args()
+    if args.only_engines:
+        from qdrant_engines import compare
+
+        # Into the last full bench's bench.json (its other figures kept), or a new one.
+        REPORTS.mkdir(exist_ok=True)
+        path = REPORTS / "bench.json"
+        data = json.loads(path.read_text()) if path.exists() else {"machine": {"cpus": os.cpu_count()}}
+        data["qdrant_engines"] = compare(args.points, args.queries, args.old_qdrant_rev, log)
+        data["qdrant_engines"]["measured_at"] = time.strftime("%F %T")
+        path.write_text(json.dumps(data, indent=2))
+        (REPORTS / "bench.md").write_text(markdown(data))
+        print(markdown(data))
+        return 0
     REPORTS.mkdir(exist_ok=True)
     data: dict = {"machine": {"cpus": os.cpu_count()}, "repeat_runs": args.repeat, "measured_at": time.strftime("%F %T")}
     if not args.skip_cold:
@@ -227,6 +264,10 @@ def main() -> int:
         data["scale"] = scale(args.rows, args.points)
         data["backup_scale_s"] = data["scale"]["backup_scale_s"]
         data["raw_dump_restore_s"] = data["scale"]["raw_dump_restore_s"]
+    if not args.skip_engines:
+        from qdrant_engines import compare
+
+        data["qdrant_engines"] = compare(args.points, args.queries, args.old_qdrant_rev, log)
     (REPORTS / "bench.json").write_text(json.dumps(data, indent=2))
     (REPORTS / "bench.md").write_text(markdown(data))
     print(markdown(data))
