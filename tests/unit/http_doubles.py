@@ -40,6 +40,23 @@ def serving(handler: type[BaseHTTPRequestHandler], server_cls: type[socketserver
         server.server_close()
 
 
+#: Every variable requests reads a proxy from.
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def answer(h: BaseHTTPRequestHandler, status: int, body: Any, ctype: str = "application/json",
+           headers: dict[str, str] | None = None) -> None:
+    """Send one whole response: `body` as given when bytes, else as JSON, with its length."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    for name, value in (headers or {}).items():
+        h.send_header(name, value)
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    h.wfile.write(data)
+
+
 class RecordingProxy:
     """A forward proxy that forwards nothing: it records each request line and answers 502."""
 
@@ -70,6 +87,21 @@ class RecordingProxy:
 
         with serving(Handler) as url:
             yield url
+
+
+@contextmanager
+def proxied(monkeypatch: Any, no_proxy: str | None) -> Iterator[RecordingProxy]:
+    """A RecordingProxy named by every proxy variable; NO_PROXY set to `no_proxy`, or unset."""
+    recorder = RecordingProxy()
+    with recorder.running() as url:
+        for var in PROXY_VARS:
+            monkeypatch.setenv(var, url)
+        for var in ("NO_PROXY", "no_proxy"):
+            if no_proxy is None:
+                monkeypatch.delenv(var, raising=False)
+            else:
+                monkeypatch.setenv(var, no_proxy)
+        yield recorder
 
 
 class FakeQdrant:
@@ -106,12 +138,7 @@ class FakeQdrant:
                 pass
 
             def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer(self, status, body, ctype)
 
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -17,32 +17,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from http_doubles import RecordingProxy, handler_from, outcome, serving, trickle
+from http_doubles import answer, handler_from, outcome, proxied, serving, trickle
 
 from aidb_gate.core import http
 from aidb_gate.errors import GateError
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
 
 def _json_answer(h) -> None:
-    data = json.dumps({"path": h.path, "api-key": h.headers.get("api-key")}).encode()
-    h.send_response(200)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", str(len(data)))
-    h.end_headers()
-    h.wfile.write(data)
+    answer(h, 200, {"path": h.path, "api-key": h.headers.get("api-key")})
 
 
 @pytest.fixture
 def proxy(monkeypatch):
     """A recording proxy named by every proxy variable (NO_PROXY names some other host)."""
-    recorder = RecordingProxy()
-    with recorder.running() as url:
-        for var in PROXY_VARS:
-            monkeypatch.setenv(var, url)
-        monkeypatch.setenv("NO_PROXY", "example.invalid")
-        monkeypatch.setenv("no_proxy", "example.invalid")
+    with proxied(monkeypatch, no_proxy="example.invalid") as recorder:
         yield recorder
 
 
@@ -148,12 +136,7 @@ def test_the_size_cap_stops_a_body_in_memory_or_on_disk(tmp_path):
 
 def _gzip(h) -> None:
     data = gzip.compress(json.dumps({"result": ["x" * 1000] * 300}).encode())
-    h.send_response(200)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Encoding", "gzip")
-    h.send_header("Content-Length", str(len(data)))
-    h.end_headers()
-    h.wfile.write(data)
+    answer(h, 200, data, headers={"Content-Encoding": "gzip"})
 
 
 def test_a_compressed_body_is_decoded_and_capped_by_its_decoded_size():
@@ -164,12 +147,8 @@ def test_a_compressed_body_is_decoded_and_capped_by_its_decoded_size():
 
 
 def _html(h) -> None:
-    data = b"<!DOCTYPE html>\n<html>\n<head><title>Sign in</title></head>\n<body>Welcome</body></html>\n"
-    h.send_response(200)
-    h.send_header("Content-Type", "text/html; charset=utf-8")
-    h.send_header("Content-Length", str(len(data)))
-    h.end_headers()
-    h.wfile.write(data)
+    answer(h, 200, b"<!DOCTYPE html>\n<html>\n<head><title>Sign in</title></head>\n<body>Welcome</body></html>\n",
+           "text/html; charset=utf-8")
 
 
 def test_a_page_where_json_is_expected_is_one_paragraph_naming_url_status_and_type():

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from http_doubles import FakeQdrant, RecordingProxy, handler_from, outcome, serving, trickle
+from http_doubles import FakeQdrant, answer, handler_from, outcome, proxied, serving, trickle
 
 from aidb_gate import faults, health, restore
 from aidb_gate import qdrant_api as qa
@@ -31,17 +31,10 @@ from aidb_gate.backup.qdrant import QdrantTarget
 from aidb_gate.core import wait
 from aidb_gate.services import qdrant as q_service
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
 
 @pytest.fixture
 def proxy(monkeypatch):
-    recorder = RecordingProxy()
-    with recorder.running() as url:
-        for var in PROXY_VARS:
-            monkeypatch.setenv(var, url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
+    with proxied(monkeypatch, no_proxy=None) as recorder:
         yield recorder
 
 
@@ -92,12 +85,7 @@ class _Service:
             body = {"results": [{"id": i, "score": 1.0} for i in list(self.docs)[:1]]}
         else:
             body = {"detail": "not found"}
-        data = json.dumps(body).encode()
-        h.send_response(200)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        answer(h, 200, body)
 
 
 API = {"create_path": "/documents", "get_path": "/documents/{id}", "search_path": "/search", "search": True,
@@ -148,12 +136,8 @@ def _container(url: str) -> SimpleNamespace:
 
 
 def _html_page(h: BaseHTTPRequestHandler) -> None:
-    data = b"<!doctype html>\n<html><head><title>Grafana</title></head>\n<body>Sign in</body></html>\n"
-    h.send_response(200)
-    h.send_header("Content-Type", "text/html; charset=utf-8")
-    h.send_header("Content-Length", str(len(data)))
-    h.end_headers()
-    h.wfile.write(data)
+    answer(h, 200, b"<!doctype html>\n<html><head><title>Grafana</title></head>\n<body>Sign in</body></html>\n",
+           "text/html; charset=utf-8")
 
 
 def test_an_html_page_at_the_qdrant_url_is_one_clear_error(tmp_path, capsys):
@@ -173,12 +157,7 @@ def test_an_html_page_at_the_qdrant_url_is_one_clear_error(tmp_path, capsys):
 
 def test_an_error_page_at_the_qdrant_url_names_status_and_type():
     def gateway(h: BaseHTTPRequestHandler) -> None:
-        data = b"<html>\n<body><h1>502 Bad Gateway</h1></body>\n</html>\n"
-        h.send_response(502)
-        h.send_header("Content-Type", "text/html")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        answer(h, 502, b"<html>\n<body><h1>502 Bad Gateway</h1></body>\n</html>\n", "text/html")
 
     with serving(handler_from(gateway)) as url, pytest.raises(BackupError) as err:
         q_backup.collections(QdrantTarget(url))
