@@ -1,7 +1,8 @@
 """boot: the target container, started in isolation on the run's network.
 
 Guarantees: the target runs from the image the build stage made, with the environment
-rendered from the contract's templates, its HTTP port published on 127.0.0.1 only, and its
+rendered from the contract's templates, its HTTP port published where `core.container.reach` says (127.0.0.1 only for a local
+engine), and its
 logs followed into a file from the first byte. Readiness is a poll of the startup endpoint
 against a deadline; a container that exits ends the wait at once. A failed boot is returned,
 not raised, so the startup stage can judge and explain it.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from testcontainers.core.container import DockerContainer
 
 from aidb_gate.config import GateConfig
-from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, publish_on_loopback
+from aidb_gate.core.container import LogFollower, client_kw, publish, reach
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
@@ -53,7 +54,7 @@ class Boot:
     @property
     def url(self) -> str:
         port = self.container.get_docker_client().port(self.container_id, self.port)
-        return f"http://{LOOPBACK}:{port}"
+        return f"http://{reach().url_host()}:{port}"
 
 
 def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env: dict[str, str], log_dir: Path,
@@ -64,7 +65,7 @@ def boot_target(run: Run, network: RunNetwork, image: str, cfg: GateConfig, env:
     _ip, attach = network.attach_kwargs(role)
     container = DockerContainer(image, env=env, labels=run.labels(role), name=run.name(role),
                                 extra_hosts=hosts or {}, docker_client_kw=client_kw(), **attach, **(runtime or {}))
-    publish_on_loopback(container, cfg.port)
+    publish(container, cfg.port)
     container.start()
     log = LogFollower(container.get_wrapped_container(), log_dir / f"{role}.log", run.redactor).start()
     probe = HttpProbe(cfg.port, cfg.health["startup"] or cfg.health["live"], 200, cfg.startup_timeout_s)

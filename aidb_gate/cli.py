@@ -1,10 +1,15 @@
 """cli: `aidb-gate doctor|prepare|clean|backup|verify|restore` - the gate's tools outside pytest.
 
-Guarantees: every command prints one clear paragraph on a user error and exits non-zero,
-never a traceback; `prepare` provisions exactly the images `pytest -m p1` would; `clean`
-removes one run's resources, every kept run's (--kept) or those of dead runs that were not
-kept, never a live run's; `backup`, `verify`
-and `restore` are the same verified procedure the backup and restore stages prove.
+Guarantees: every command prints one clear paragraph on a user error and exits non-zero
+(4 for a bad setting, 2 otherwise), never a traceback, a file-system error included; outside
+text in what it prints (names a server or a manifest gave, paths) has its control, bidi and
+line-separator characters escaped. `prepare` provisions exactly the images `pytest -m p1`
+would; `clean` removes one run's resources, every kept run's (--kept) or those of dead runs
+that were not kept, never a live run's; `backup`, `verify` and `restore` are the same
+verified procedure the backup and restore stages prove. `backup --out` refuses a folder that
+is a link or holds anything and then leaves it exactly as it was; a backup that fails removes
+only what it created. `--qdrant-url` with credentials in it is refused, like
+`--qdrant-api-key`: the command line is visible to every user through `ps`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from aidb_gate.backup import PgTarget, QdrantTarget, restore_backup, take_backup, verify_backup
+from aidb_gate.backup import PgTarget, QdrantTarget, backup_folder, restore_backup, take_backup, verify_backup
 from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_kept_runs
+from aidb_gate.core.names import escape
 from aidb_gate.doctor import doctor
 from aidb_gate.errors import ConfigError, GateError
 from aidb_gate.images import project_id, prune_target_images
@@ -29,11 +35,11 @@ def _print(msg: str) -> None:
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
-    ok, lines = doctor()
-    for line in lines:
+    report = doctor()
+    for line in report.lines:
         print(line)
-    print("doctor: all good" if ok else "doctor: fix the ERR lines above, then run it again")
-    return 0 if ok else 1
+    print(report.verdict)
+    return report.exit_code
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -140,8 +146,28 @@ def _targets(args: argparse.Namespace) -> tuple[PgTarget | None, QdrantTarget | 
         raise GateError("--qdrant-api-key puts the key on the command line, where `ps` shows it to every user of this "
                         "machine: export QDRANT_API_KEY, or give --qdrant-api-key-file with a file that holds the key.")
     if getattr(args, "qdrant_url", None):
-        q = QdrantTarget(args.qdrant_url, _qdrant_key(args))
+        q = QdrantTarget(_qdrant_url(args.qdrant_url), _qdrant_key(args))
     return pg, q
+
+
+def _qdrant_url(url: str) -> str:
+    """--qdrant-url as given, once it is an http(s) URL with a host and no credentials in it: a
+    user name or password there is on the command line, where `ps` shows it, just like a key."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        raise GateError("--qdrant-url holds credentials (user:password@), and the command line is where `ps` shows them "
+                        "to every user of this machine: give the URL without them (e.g. http://127.0.0.1:6333) and the "
+                        "key through QDRANT_API_KEY or --qdrant-api-key-file.")
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise GateError(f"--qdrant-url '{escape(url)}' is not an http(s) URL with a host: give Qdrant's REST endpoint, "
+                        "e.g. http://127.0.0.1:6333.")
+    return url
 
 
 def container_defaults(cli: str, container: str, env: dict[str, str]) -> tuple[str, str]:
@@ -193,37 +219,23 @@ def _qdrant_key(args: argparse.Namespace) -> str | None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    import shutil
-
+    """Back up into --out, then verify. A refused --out is left as it was; a backup that fails
+    removes only what this command created (see `take_backup`)."""
     pg, q = _targets(args)
     if pg is None and q is None:
         raise GateError("Nothing to back up: give --postgres-container and/or --qdrant-url.")
-    out = Path(args.out)
-    fresh = not out.exists()
-    try:
-        manifest = take_backup(out, pg, q)
-    except BaseException:
-        # A failed backup is not kept half-written: what this command wrote goes, a folder it was
-        # given stays (empty, as it came).
-        if fresh and out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
-        elif out.is_dir() and not (out / "manifest.json").exists():
-            for child in out.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink()
-        raise
+    out = backup_folder(Path(args.out))  # resolved once: every later step uses this folder
+    manifest = take_backup(out, pg, q, remove_on_failure=True)
     problems = verify_backup(out, pg)
-    _print(f"backup written to {args.out} in {manifest['duration_s']:.1f} s")
+    _print(f"backup written to {escape(out)} in {manifest['duration_s']:.1f} s")
     if manifest.get("postgres"):
         tables = manifest["postgres"].get("tables") or {}
-        _print(f"postgres {pg.db if pg else ''}: {manifest['postgres']['size']} bytes, {len(tables)} tables, "
+        _print(f"postgres {escape(pg.db) if pg else ''}: {manifest['postgres']['size']} bytes, {len(tables)} tables, "
                f"{sum(tables.values())} rows")
     for name, entry in (manifest.get("qdrant") or {}).get("collections", {}).items():
-        _print(f"qdrant {name}: {entry['points']} points, {entry['size']} bytes")
+        _print(f"qdrant {escape(name)}: {entry['points']} points, {entry['size']} bytes")
     for problem in problems:
-        _print(f"VERIFY FAILED: {problem}")
+        _print(f"VERIFY FAILED: {escape(problem)}")
     return 1 if problems else 0
 
 
@@ -231,9 +243,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pg, _ = _targets(args)
     problems = verify_backup(Path(args.folder), pg)
     for problem in problems:
-        _print(f"VERIFY FAILED: {problem}")
+        _print(f"VERIFY FAILED: {escape(problem)}")
     if not problems:
-        _print(f"{args.folder}: every artifact matches its manifest" + ("" if pg else
+        _print(f"{escape(args.folder)}: every artifact matches its manifest" + ("" if pg else
                " (pass --postgres-container to also have pg_restore read the dump)"))
     return 1 if problems else 0
 
@@ -313,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: What an interrupt leaves, for the commands that start no gate run.
 INTERRUPTED = {
-    "backup": "the unfinished backup was removed (a backup without its manifest is never left looking complete)",
+    "backup": "what this backup had written was removed (a backup without its manifest is never left looking "
+              "complete); a folder you gave is left as it was",
     "verify": "nothing was changed",
     "restore": "the restore may be partial: a Postgres restore is one transaction and rolled back, Qdrant "
                "collections restored before the interrupt stay; restore again into fresh targets",
@@ -321,15 +334,35 @@ INTERRUPTED = {
 }
 
 
+#: Commands whose every message is one line: outside names in them are escaped whole (a newline included).
+ONE_LINE = frozenset({"backup", "verify", "restore"})
+
+
+def _shown(args: argparse.Namespace, err: BaseException) -> str:
+    """An error as printed: unsafe characters escaped (bidi overrides, separators, CR); a newline kept
+    only where a command's message may span lines (a build log's tail)."""
+    text = str(err)
+    if args.command in ONE_LINE:
+        return escape(text)
+    return "\n".join(escape(line) for line in text.split("\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except ConfigError as err:  # a bad setting: exit 4, as pytest's usage error in a gate run
-        print(f"aidb-gate: {err}", file=sys.stderr)
+        print(f"aidb-gate: {_shown(args, err)}", file=sys.stderr)
         return 4
     except GateError as err:
-        print(f"aidb-gate: {err}", file=sys.stderr)
+        print(f"aidb-gate: {_shown(args, err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # The last net under the file system (no room, no permission, a name too long): one paragraph, not a
+        # traceback. The commands turn the problems they expect into GateErrors with better advice.
+        where = f" ({escape(err.filename)})" if err.filename else ""
+        print(f"aidb-gate: {args.command} failed: {escape(err.strerror or err)}{where}. Fix that (room on the disk, "
+              "permissions, names of at most 255 bytes) and run it again.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"aidb-gate: interrupted; {INTERRUPTED.get(args.command, 'resources of this run were removed')}",

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import stat
 import string
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -192,6 +193,15 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 REPORT_FOLDERS = {"runs", "logs", "backup", "assets"}
 REPORT_SUFFIXES = {".html", ".xml", ".json", ".log", ".txt", ".tmp"}
 
+#: The most a configuration file (gate.toml, pyproject.toml, a compose file) may hold: far beyond any
+#: real one, and a bound on what a mistaken path (a log, a disk image, /dev/zero) costs before it is refused.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+#: The longest file name (one path component) Linux file systems take, in bytes.
+NAME_MAX = 255
+#: The longest `reports_dir` (bytes): the system's 4096-byte limit on a path, less room for what the
+#: gate writes under it (runs/<run id>-gw<N>/logs/<artifact>, an artifact name up to NAME_MAX bytes).
+MAX_REPORTS_PATH = 4096 - 512
+
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_INT = re.compile(r"[+-]?[0-9]{1,30}")
 _ENV_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
@@ -359,15 +369,18 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 def find_config_file(root: Path) -> tuple[Path | None, dict[str, Any]]:
-    """The first of gate.toml and pyproject.toml ([tool.aidb-gate]) under root, and its table.
+    """The first of gate.toml and pyproject.toml under root, and its gate table ([tool.aidb-gate]).
 
-    Guarantees: the table returned is a dict; an unreadable file, bytes that are not UTF-8, bad TOML,
-    or a `tool` / `tool.aidb-gate` that is not a table is a one-paragraph ConfigError."""
+    Guarantees: the table returned is a dict; a gate.toml or pyproject.toml that is there but is no
+    regular file (a folder, a FIFO, a device such as a link to /dev/zero, a link to nothing) is a
+    ConfigError, never silently skipped; so are an unreadable file, bytes that are not UTF-8, bad
+    TOML, or a `tool` / `tool.aidb-gate` that is not a table. Never blocks on a FIFO, never reads
+    past MAX_CONFIG_BYTES."""
     gate_toml = root / "gate.toml"
-    if gate_toml.is_file():
+    if _present(gate_toml, "The configuration file"):
         return gate_toml, _gate_table(gate_toml, _read_toml(gate_toml), whole_file=True) or {}
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
+    if _present(pyproject, "The configuration file"):
         table = _gate_table(pyproject, _read_toml(pyproject), whole_file=False)
         if table is not None:
             return pyproject, table
@@ -391,15 +404,12 @@ def _gate_table(path: Path, data: dict[str, Any], whole_file: bool) -> dict[str,
     return table
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The parsed file. Guarantees: any failure - unreadable, not UTF-8, not TOML, nested past
-    the parser's depth, an integer past Python's digit limit - is a ConfigError naming the file."""
-    shown = _text(str(path))
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{shown} cannot be read ({err.strerror or err}). Make it a readable file, or name "
-                          "another one.") from None
+def _read_toml(path: Path, label: str = "") -> dict[str, Any]:
+    """The parsed file (`label` says how it was chosen, for messages). Guarantees: any failure - not
+    a regular file, over MAX_CONFIG_BYTES, unreadable, not UTF-8, not TOML, nested past the parser's
+    depth, an integer past Python's digit limit - is a ConfigError naming the file."""
+    shown = label or shown_path(path)
+    raw = read_config_bytes(path, shown)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -415,6 +425,110 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (ValueError, RecursionError) as err:
         raise ConfigError(f"{shown} cannot be read as TOML ({_show(str(err), 120)}): a value is too large or "
                           "nested too deeply. Fix that value and run the gate again.") from None
+
+
+def shown_path(path: Path | str, limit: int = 160) -> str:
+    """A path for a message: control and bidi characters escaped, and cut in the middle past `limit`
+    characters, so a 4000-byte name stays one readable paragraph."""
+    text = _text(str(path))
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-(limit // 2):]}"
+
+
+def _file_kind(mode: int) -> str:
+    """What a file of this st_mode is, for a message."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _present(path: Path, what: str, fix: str = "Make it a regular TOML file, or remove it.") -> bool:
+    """True when a regular file is at `path` (links followed), False when nothing is there.
+
+    Guarantees: never opens the file; anything else at `path` - a folder, a FIFO, a device, a socket,
+    a link to nothing, a name the system cannot look up - is a ConfigError naming `what`, so a
+    configuration file is never silently skipped."""
+    shown = shown_path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            return False
+        raise ConfigError(f"{what} {shown} is a link to {shown_path(os.readlink(path))}, which does not exist. "
+                          f"{fix}") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {shown} cannot be looked up ({_reason(err)}). {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {shown} is {_file_kind(st.st_mode)}, not a file the gate can read. {fix}")
+    return True
+
+
+def _check_compose_files(path: Path, where: str) -> None:
+    """Return only when the compose file and the .env beside it are each absent or a regular file
+    of at most MAX_CONFIG_BYTES. compose.py reads both with plain reads, which block forever on a
+    FIFO and never end on /dev/zero, and skips a .env that is no regular file; checked here first,
+    so each is a ConfigError instead. (A missing compose file is load_compose's to explain.)"""
+    for file, what in ((path, "the compose file"), (path.parent / ".env", "the compose file's .env")):
+        fix = f"Make {what} a regular file" + (", or remove it." if file is not path else ".")
+        if _present(file, f"{where}: {what}", fix):
+            try:
+                size = os.stat(file).st_size
+            except OSError as err:
+                raise ConfigError(f"{where}: {what} {shown_path(file)} cannot be looked up ({_reason(err)}). {fix}") from None
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{where}: {what} {shown_path(file)} holds {size} bytes, more than the "
+                                  f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB the gate reads of a configuration file; "
+                                  f"it is not one. {fix}")
+
+
+def read_config_bytes(path: Path, shown: str = "") -> bytes:
+    """The content of the configuration file at `path` (`shown` names it in messages).
+
+    Guarantees: returns only the bytes of a regular file (links followed) of at most
+    MAX_CONFIG_BYTES; anything else - a folder, a FIFO, a device, a socket, a file too large, one
+    that cannot be opened or read - is a one-paragraph ConfigError naming it. Never blocks: a FIFO
+    is opened with O_NONBLOCK and refused by fstat before any read; never reads more than
+    MAX_CONFIG_BYTES + 1 bytes (a file that grows meanwhile, or a device, costs no more)."""
+    shown = shown or shown_path(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise ConfigError(f"{shown} cannot be opened ({_reason(err)}). Make it a readable regular file, or name "
+                          "another one.") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{shown} is {_file_kind(st.st_mode)}, not a configuration file the gate can read. "
+                              "Point the setting at a regular file.")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_CONFIG_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise ConfigError(f"{shown} cannot be read ({_reason(err)}). Make it a readable regular file, or name "
+                          "another one.") from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shown} holds more than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB, far more than any "
+                          "configuration file; it is not one. Point the setting at the configuration file itself.")
+    return b"".join(chunks)
 
 
 # ---- AIDB_GATE_* ---------------------------------------------------------------------------------
@@ -755,22 +869,34 @@ def load_config(
 def _chosen_file(root: Path, config_file: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
     """The configuration file and its gate table: --gate-config, else AIDB_GATE_CONFIG, else the
     first of gate.toml and pyproject.toml under root. Guarantees: a named file that is missing,
-    a folder, unreadable, not TOML, or a pyproject.toml without [tool.aidb-gate], is a ConfigError
-    naming the option or variable that chose it."""
+    a folder, a FIFO, a device, a link to nothing, a name too long for the system, unreadable,
+    over MAX_CONFIG_BYTES, not TOML, or a pyproject.toml without [tool.aidb-gate], is a ConfigError
+    naming the option or variable that chose it; nothing is opened before it is known to be a
+    regular file, and no read blocks."""
     given = config_file or (Path(environ["AIDB_GATE_CONFIG"]) if environ.get("AIDB_GATE_CONFIG") else None)
     if given is None:
         return find_config_file(root)
     how = "--gate-config" if config_file else "AIDB_GATE_CONFIG"
     path = given if given.is_absolute() else root / given
-    shown = _text(str(path))
-    if path.is_dir():
+    shown = shown_path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        link = " is a link to nothing" if os.path.lexists(path) else " does not exist"
+        raise ConfigError(f"The configuration file {shown} ({how}){link}. Pass an existing gate.toml.") from None
+    except NotADirectoryError:
+        raise ConfigError(f"The configuration file {shown} ({how}) does not exist: part of its path is a file, not a "
+                          "folder. Pass an existing gate.toml.") from None
+    except OSError as err:
+        raise ConfigError(f"{how} names {shown}, which cannot be looked up ({_reason(err)}). Point it at an existing "
+                          "gate.toml.") from None
+    if stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"{how} names {shown}, which is a folder; it must name the configuration file itself. "
-                          f"Point it at the gate.toml (or pyproject.toml) inside, e.g. {_text(str(path / 'gate.toml'))}.")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{how} names {shown}, which is not a regular file. Point it at a gate.toml.")
-    if not path.is_file():
-        raise ConfigError(f"The configuration file {shown} ({how}) does not exist. Pass an existing gate.toml.")
-    table = _gate_table(path, _read_toml(path), whole_file=path.name != "pyproject.toml")
+                          f"Point it at the gate.toml (or pyproject.toml) inside, e.g. {shown_path(path / 'gate.toml')}.")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{how} names {shown}, which is {_file_kind(st.st_mode)}, not a regular file. Point it at "
+                          "a gate.toml.")
+    table = _gate_table(path, _read_toml(path, f"{shown} ({how})"), whole_file=path.name != "pyproject.toml")
     if table is None:
         raise ConfigError(f"{shown} ({how}) has no [tool.aidb-gate] table. Add one, or point {how} at a gate.toml.")
     return path, table
@@ -810,13 +936,15 @@ def _check_reports_dir(path: Path, where: str, environ: Mapping[str, str]) -> Pa
     earlier run's reports folder (summary.json or summary-gw*.json) or holds nothing but reports
     (REPORT_FOLDERS, REPORT_SUFFIXES, hidden files). The gate writes there, replaces the latest
     report and removes old run folders under runs/, so anything else is a ConfigError that says why
-    and what to set instead."""
+    and what to set instead. So is a folder the gate could not make: a name part over NAME_MAX
+    bytes, a path over MAX_REPORTS_PATH bytes, a file where a parent folder must be, or any error
+    the system gives while looking at it (no permission, a loop of links) - never an OSError."""
     rule = ("the gate writes its reports there, replaces the latest run's report and removes old run folders "
             "under it, so it must be a folder of its own: new, empty, an earlier run's reports folder (with its "
             "summary.json), or holding only reports (*.html, *.xml, *.json, *.log, *.txt, runs/, logs/, backup/, "
             "assets/ and hidden files). Set "
             "`reports_dir` to such a folder, e.g. \"reports/aidb-gate\"")
-    shown = _text(str(path))
+    shown = shown_path(path)
     try:
         real = path.resolve()
         homes = {Path(h).resolve() for h in (environ.get("HOME"), os.path.expanduser("~")) if h and Path(h).is_absolute()}
@@ -828,6 +956,43 @@ def _check_reports_dir(path: Path, where: str, environ: Mapping[str, str]) -> Pa
         if real == home or real in home.parents:
             what = "your home folder" if real == home else f"a folder above your home folder {home}"
             raise ConfigError(f"{where}: `reports_dir` is {shown}, {what}; {rule}.")
+    unusable = _unmakeable(real)
+    if unusable:
+        raise ConfigError(f"{where}: `reports_dir` {shown} cannot be made: {unusable}. Set `reports_dir` to a folder "
+                          "the gate can create and write, e.g. \"reports/aidb-gate\" in the project.")
+    try:
+        return _check_reports_content(real, shown, where, rule)
+    except OSError as err:
+        raise ConfigError(f"{where}: `reports_dir` {shown} cannot be used ({_reason(err)}); {rule}.") from None
+
+
+def _unmakeable(real: Path) -> str | None:
+    """Why no folder can be made at the absolute path `real`, or None when nothing known stops it.
+    Guarantees: never raises OSError; looks only (no folder is made)."""
+    longest = max(real.parts, key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > NAME_MAX:
+        return (f"one name in its path ({shown_path(longest, 40)}) is {len(os.fsencode(longest))} bytes long, and a "
+                f"file name may have at most {NAME_MAX}")
+    if len(os.fsencode(str(real))) > MAX_REPORTS_PATH:
+        return (f"it is {len(os.fsencode(str(real)))} bytes long, and what the gate writes under it must stay within "
+                f"the system's 4096-byte limit on a path (at most {MAX_REPORTS_PATH} bytes)")
+    try:
+        ancestor = real
+        while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        st = os.stat(ancestor)
+    except OSError as err:
+        return f"{shown_path(ancestor)} cannot be looked up ({_reason(err)})"
+    if not stat.S_ISDIR(st.st_mode):
+        if ancestor == real:
+            return None  # the folder itself is a file: the caller says so in its own words
+        kind = "a file" if stat.S_ISREG(st.st_mode) else _file_kind(st.st_mode)
+        return f"{shown_path(ancestor)} is {kind}, not a folder the gate can make it in"
+    return None
+
+
+def _check_reports_content(real: Path, shown: str, where: str, rule: str) -> Path:
+    """`real` when it may serve as the reports folder (see `_check_reports_dir`); may raise OSError."""
     if real.exists() and not real.is_dir():
         raise ConfigError(f"{where}: `reports_dir` is {shown}, which is a file; {rule}.")
     if not real.is_dir():
@@ -912,8 +1077,9 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
         deps[name] = DependencyConfig(name=name, kind=name, **d)
     compose = None
     if m["compose"]:
-        compose = load_compose(_resolve(root, m["compose"], "compose", where(("compose",))), m["service"],
-                               m["compose_variables"], environ)
+        compose_file = _resolve(root, m["compose"], "compose", where(("compose",)))
+        _check_compose_files(compose_file, where(("compose",)))
+        compose = load_compose(compose_file, m["service"], m["compose_variables"], environ)
         deps = compose_dependencies(compose, (chosen or {}).get("dependencies", {}))
         m = _compose_target(compose, m, chosen or {})
     # Facts of the stack that switch checks on or off (`gate_requires("stack.…")`), derived, not set:
@@ -928,9 +1094,10 @@ def _build(root: Path, origin: str, m: dict[str, Any], chosen: dict[str, Any] | 
         ca_bundle = candidate if candidate.is_file() else None
     elif m["ca_bundle"]:
         ca_bundle = _resolve(root, m["ca_bundle"], "ca_bundle", where(("ca_bundle",)))
-        if not ca_bundle.is_file():
+        if not _present(ca_bundle, f"{where(('ca_bundle',))}: `ca_bundle`",
+                        "Set it to your host's CA bundle file (Debian: /etc/ssl/certs/ca-certificates.crt)."):
             raise ConfigError(
-                f"{where(('ca_bundle',))}: `ca_bundle` points at {_text(str(ca_bundle))}, which does not exist. Set it "
+                f"{where(('ca_bundle',))}: `ca_bundle` points at {shown_path(ca_bundle)}, which does not exist. Set it "
                 "to your host's CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt), to \"auto\", or to \"\" to "
                 "build without it."
             )

@@ -12,6 +12,7 @@ the pure function `fix_for`. doctor reports; it never raises.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -67,6 +68,12 @@ FIX_DOCKER_SUBNET = ("Docker gives a container a fixed address only on a network
                      "configured otherwise: upgrade it, or run the gate on Podman.")
 FIX_TABLES = ("containers on one network cannot reach each other: the host firewall drops their traffic; allow "
               "forwarding on Podman's bridges (e.g. `sudo iptables -P FORWARD ACCEPT`) or ask your admin.")
+
+FIX_REACH = ("the gate connects to published ports on 127.0.0.1, and that reaches the engine's containers only when "
+             "the engine shares this machine's network: if the engine runs elsewhere (another host, a CI service, "
+             "another network namespace), set DOCKER_HOST=tcp://<its address>:2375 so the gate connects to that host.")
+FIX_REACH_REMOTE = ("the gate connects to published ports at the host DOCKER_HOST names: make that host's published ports "
+                    "reachable from here (a firewall between them, or a DOCKER_HOST that names a proxy, stops them).")
 
 # (pattern, fix), first match wins. Every pattern is a real engine message seen on Debian 12 with
 # Podman 4.3.1, except where a comment says otherwise; see tests/unit/test_doctor.py.
@@ -139,6 +146,8 @@ class Report:
 
     lines: list[str] = field(default_factory=list)
     ok: bool = True
+    #: Checks that could not run, with why: a report with any is never "all good".
+    skipped: list[str] = field(default_factory=list)
     _fixes: set[str] = field(default_factory=set)
 
     def good(self, text: str) -> None:
@@ -146,6 +155,26 @@ class Report:
 
     def note(self, text: str) -> None:
         self.lines.append(f"--  {text}")
+
+    def skip(self, check: str, why: str) -> None:
+        """A check that could not run: named, with why, and remembered for the verdict."""
+        self.skipped.append(check)
+        self.lines.append(f"--  {check} check could not run: {why}")
+
+    @property
+    def verdict(self) -> str:
+        """The last line: "all good" only when every check ran and passed."""
+        if not self.ok:
+            return "doctor: fix the ERR lines above, then run it again"
+        if self.skipped:
+            return (f"doctor: no problem found, but {len(self.skipped)} check(s) could not run "
+                    f"({', '.join(self.skipped)}): see the lines above; this is not a clean bill of health")
+        return "doctor: all good"
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 a problem, 3 no problem found but a check could not run."""
+        return 1 if not self.ok else 3 if self.skipped else 0
 
     def error(self, what: str, fix: str | None = None) -> None:
         self.ok = False
@@ -160,8 +189,9 @@ class Report:
         self.error(f"{what}: {words}.", fix_for(str(err)))
 
 
-def doctor(run_id: str | None = None) -> tuple[bool, list[str]]:
-    """Check the engine set-up for real: (all good, human-readable lines)."""
+def doctor(run_id: str | None = None) -> Report:
+    """Check the engine set-up for real: build, run, exec, names on a labelled network and a published
+    port reached from here; the Report's lines say what passed, what failed and what could not run."""
     from aidb_gate.core.run import Run
 
     run = Run(id=run_id or f"doctor-{uuid.uuid4().hex[:6]}")
@@ -176,20 +206,21 @@ def doctor(run_id: str | None = None) -> tuple[bool, list[str]]:
         engine = connect(run.id)
     except Exception as err:  # doctor reports, it never raises
         report.error(f"engine: {err}", fix_for(str(err)))
-        return report.ok, report.lines
+        return report
     try:
         report.good(f"engine: {engine.description}")
         for note in engine.notes:
             report.good(note)
         if engine.kind == "podman" and engine.cli and engine.docker_host.startswith("unix://"):
             check_podman_host(engine, report, needs_runc=bool(reasons))
+        check_leftovers(engine, report)
         check_network(engine, run, report)
     finally:
         engine.close()
     if not find_tool("debootstrap"):
         report.note("debootstrap: not found (needed only to build the base image where no registry is reachable; "
                     "`make gate` installs it then)")
-    return report.ok, report.lines
+    return report
 
 
 def check_podman_host(engine: Engine, report: Report, needs_runc: bool) -> None:
@@ -278,8 +309,10 @@ def pick_image(tags: list[str]) -> str | None:
 
 def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWORK_DEADLINE_S) -> None:
     """Two containers on a labelled network, B reaching A by name over TCP; everything removed after."""
+    from aidb_gate.core.container import reach_for
     from aidb_gate.core.network import FIRST_HOST, create_bridge, fixed_endpoint
 
+    where = reach_for(engine.docker_host)
     client = engine.docker_client(timeout=int(deadline_s) + 15)
     start = time.monotonic()
     try:
@@ -289,9 +322,12 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
             report.engine_error("listing images failed", err)
             return
         if image is None:
-            report.note("network check skipped: it needs a local image with python3 and there is none yet; "
-                        f"`make gate` builds {BASE_IMAGE}, then run `aidb-gate doctor` again")
+            why = (f"it needs a local image with python3 and there is none yet; `make gate` builds {BASE_IMAGE}, then "
+                   "run `aidb-gate doctor` again")
+            for check in ("build", "network", "exec", "published port"):
+                report.skip(check, why)
             return
+        check_build(client, image, run, report)
         try:
             net, subnet = create_bridge(client, run.name("net"), run.labels("network"))
         except Exception as err:
@@ -307,7 +343,7 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
         try:
             a = client.containers.create(image, entrypoint=["python3", "-m", "http.server", str(PORT), "--directory",
                                                             "/tmp"], name=run.name("a"), labels=run.labels("doctor-a"),
-                                         **attach_a)
+                                         ports={f"{PORT}/tcp": (where.publish, None)}, **attach_a)
             a.start()
             probe = _PROBE.format(deadline=max(deadline_s - 10, 5), port=PORT)
             b = client.containers.create(image, entrypoint=["python3", "-c", probe], name=run.name("b"),
@@ -316,7 +352,8 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
         except Exception as err:
             text = str(err)
             if image != BASE_IMAGE and "python3" in text and "not found" in text:
-                report.note(f"network check skipped: {image} has no python3; `make gate` builds {BASE_IMAGE}")
+                for check in ("network", "exec", "published port"):
+                    report.skip(check, f"{image} has no python3; `make gate` builds {BASE_IMAGE}")
                 return
             report.engine_error(f"starting a container from {image} failed", err)
             return
@@ -333,6 +370,8 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
                 report.good("network DNS: containers also find each other by network alias")
             else:
                 report.note(f"network DNS: {dns.removeprefix('dns failed: ')}; {FIX_DNS}")
+            check_exec(a, report)
+            check_published(engine, a, where, report)
             return
         a.reload()
         a_state = a.attrs.get("State", {}).get("Status", "?")
@@ -344,6 +383,79 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
     finally:
         remove_run_things(client, run.id, report)
         client.close()
+
+
+def check_leftovers(engine: Engine, report: Report) -> None:
+    """Port-forward rules and bridges of networks the engine no longer has (a dead run's), each an
+    ERR with the commands that remove it: a stale rule captures the port a later run is given."""
+    from aidb_gate.core.firewall import host_leftovers
+
+    found, why = host_leftovers(engine)
+    if why:
+        report.note(f"host firewall: not checked, {why}")
+        return
+    for item in found:
+        report.error(f"host firewall: {item.what}.", f"{' && '.join(item.remove)}")
+    if not found:
+        report.good("host firewall: no port-forward rule or bridge of a network the engine no longer has")
+
+
+def check_build(client, image: str, run, report: Report) -> None:
+    """A one-line image built through the engine's API (what the gate's builds need), then removed."""
+    import io
+
+    tag = f"localhost/aidb-gate/doctor:{run.id}"
+    begin = time.monotonic()
+    try:
+        client.images.build(fileobj=io.BytesIO(f"FROM {image}\nRUN true\n".encode()), tag=tag, rm=True, forcerm=True,
+                            labels=run.labels("doctor-build"))
+    except Exception as err:
+        report.engine_error(f"build: a one-line image FROM {image} did not build through the API", err)
+        return
+    finally:
+        # Never built, or already gone: nothing of doctor's is left either way.
+        with contextlib.suppress(Exception):
+            client.images.remove(tag, force=True)
+    report.good(f"build: a one-line image FROM {image} built through the engine's API ({time.monotonic() - begin:.1f} s)")
+
+
+def check_exec(container, report: Report) -> None:
+    """A command exec'd into a running container answers (the gate's imports check and backups exec)."""
+    try:
+        code, output = container.exec_run(["python3", "-c", "print('exec ok')"])
+    except Exception as err:
+        report.engine_error("exec: running a command in a running container failed", err)
+        return
+    if code == 0 and b"exec ok" in (output or b""):
+        report.good("exec: a command ran inside a running container and answered")
+    else:
+        report.error(f"exec: a command in a running container exited {code}: {one_line((output or b'').decode(errors='replace'))}.")
+
+
+def check_published(engine: Engine, container, where, report: Report) -> None:
+    """The container's published port answers where the gate will connect to it (see
+    core.container.reach_for): a refusal there is an address problem, never a dependency's fault."""
+    from aidb_gate.core import http
+
+    try:
+        container.reload()
+        host_port = container.ports[f"{PORT}/tcp"][0]["HostPort"]
+    except Exception as err:
+        report.error(f"published port: the engine published no port for a container that asked for one ({one_line(str(err))}).")
+        return
+    url = f"http://{where.url_host()}:{host_port}/"
+    try:
+        resp = http.request("GET", url, deadline_s=10)
+    except Exception as err:
+        report.error(f"published port: the engine at {engine.docker_host} publishes on {where.publish}, and "
+                     f"{where.host}:{host_port} does not answer from here ({one_line(str(err))}).",
+                     FIX_REACH if not where.remote else FIX_REACH_REMOTE)
+        return
+    if resp.status_code >= 500:
+        report.error(f"published port: {where.host}:{host_port} answered HTTP {resp.status_code}, but the container "
+                     "behind it serves files: another server holds that address (a stale port-forward rule?).", FIX_REACH)
+        return
+    report.good(f"published port: reached the container at {where.host}:{host_port} from here")
 
 
 def remove_run_things(client, run_id: str, report: Report) -> None:

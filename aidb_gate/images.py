@@ -2,9 +2,12 @@
 
 Guarantees: a dependency's configured image is used when it is present locally or can be
 pulled; otherwise the recipe under fixtures/images/ is built on a debootstrap base image. A
-recipe image is tagged with the hash of its recipe (and of its base image), so it is rebuilt
-only when the recipe changes, and two runs agree on the tag. The result says which source was
-used, for the report.
+recipe that uses modules of the gate itself (`RECIPE_ADDITIONS`: the Qdrant-API recipe reads
+snapshots with the gate's strict tar reader) is built from a temporary copy of its folder with
+those module files added, so the repository holds one copy of each. A recipe image is tagged
+with the hash of its build context - the recipe's files, the added modules, and its base image -
+so it is rebuilt only when one of them changes, and two runs agree on the tag. The result says
+which source was used, for the report.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +40,11 @@ HASH_LABEL = "aidb-gate.recipe-hash"
 #: Where RUN steps see the host's CA bundle (Debian's path, which pip's PIP_CERT then names).
 CONTAINER_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 IGNORED = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".venv"}
+#: Files of the gate a recipe's build context receives beside its own files: {recipe: {name in
+#: the context: the gate's file}}. The Containerfile COPYs them by that name.
+RECIPE_ADDITIONS: dict[str, dict[str, Path]] = {
+    "qdrant-api": {"archive.py": Path(__file__).resolve().parent / "backup" / "archive.py"},
+}
 
 Progress = Callable[[str], None]
 
@@ -58,16 +67,37 @@ class ImageInfo:
         return not self.source.startswith("recipe")
 
 
-def tree_hash(folder: Path, extra: str = "", skip: tuple[Path, ...] = ()) -> str:
+def tree_hash(folder: Path, extra: str = "", skip: tuple[Path, ...] = (), added: dict[str, Path] | None = None) -> str:
     """sha256 over the relative paths and bytes of every file under folder (stable order), leaving
-    out the folders in `skip` (the gate's own reports, when they live inside a build context)."""
+    out the folders in `skip` (the gate's own reports, when they live inside a build context).
+    `added` ({relative name: file}) counts as if those files were in the folder under those
+    names, so the hash of a recipe with its additions equals that of the staged context."""
     h = hashlib.sha256(extra.encode())
     skipped = {s.resolve() for s in skip}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not IGNORED & set(p.parts)
-                       and not skipped & set(p.resolve().parents)):
-        h.update(str(path.relative_to(folder)).encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
+    files = {p.relative_to(folder): p for p in folder.rglob("*") if p.is_file() and not IGNORED & set(p.parts)
+             and not skipped & set(p.resolve().parents)}
+    files.update({Path(name): source for name, source in (added or {}).items()})
+    for rel in sorted(files):
+        h.update(str(rel).encode() + b"\0")
+        h.update(files[rel].read_bytes() + b"\0")
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def recipe_context(folder: Path, added: dict[str, Path] | None = None) -> Iterator[Path]:
+    """The folder to build a recipe from: `folder` itself when nothing is added, else a temporary
+    copy of it (IGNORED folders left out, as `tree_hash` leaves them out) with the `added` files
+    ({name: the gate's file}) copied in under their names; the copy is removed afterwards."""
+    if not added:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix=f"aidb-gate-recipe-{folder.name}-") as tmp:
+        context = Path(tmp) / folder.name
+        shutil.copytree(folder, context, ignore=shutil.ignore_patterns(*IGNORED))
+        for name, source in added.items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, context / name)
+        yield context
 
 
 def image_id(engine: Engine, ref: str) -> str | None:
@@ -264,7 +294,8 @@ def provision(
     if not (folder / "Containerfile").is_file():
         raise ImageError(f"The recipe for {role} is missing: {folder}/Containerfile does not exist.")
     base_info = base()
-    digest = tree_hash(folder, extra=base_info.image_id)[:12]
+    added = RECIPE_ADDITIONS.get(recipe)
+    digest = tree_hash(folder, extra=base_info.image_id, added=added)[:12]
     tag = f"localhost/aidb-gate/{recipe}:r-{digest}"
     found = image_id(engine, tag)
     if found:
@@ -272,11 +303,12 @@ def provision(
     if progress:
         progress(f"{role}: {configured} cannot be pulled ({why}); building recipe {folder.name} as {tag}")
     log_path = log_dir / f"build-{role}.log"
-    code, text = run_build(
-        engine, folder, tag, log_path,
-        build_args={"BASE_IMAGE": base_info.ref}, labels={HASH_LABEL: digest},
-        ca_bundle=ca_bundle, progress=progress,
-    )
+    with recipe_context(folder, added) as context:
+        code, text = run_build(
+            engine, context, tag, log_path,
+            build_args={"BASE_IMAGE": base_info.ref}, labels={HASH_LABEL: digest},
+            ca_bundle=ca_bundle, progress=progress,
+        )
     if code != 0:
         tail = "".join(text.splitlines(keepends=True)[-25:])
         raise ImageError(f"Building the {role} recipe image {tag} failed (exit {code}). Last lines of {log_path}:\n{tail}")

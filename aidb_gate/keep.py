@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.config import GateConfig
+from aidb_gate.core.container import reach
 from aidb_gate.engine import Engine, service_dir
 from aidb_gate.report import clip
 
@@ -26,7 +27,7 @@ class KeptContainer:
     role: str  # its role in the run: target, postgres, postgres-restored, ...
     kind: str  # service, postgres, redis or qdrant
     container: str  # its name, for `podman exec`
-    port: int | None = None  # the host port on 127.0.0.1; None when it could not be read
+    port: int | None = None  # the published port on the stack's host; None when it could not be read
     user: str = ""
     db: str = ""
     problem: str = ""  # why the port is unknown (the container exited, ...)
@@ -44,6 +45,8 @@ class KeptStack:
     api_key_var: str | None  # the service's environment variable holding the API key, if any
     secrets_file: Path | None = None
     secrets_problem: str = ""
+    #: Where the published ports answer (127.0.0.1 for a local engine, the engine's host for a remote one).
+    host: str = "127.0.0.1"
 
 
 def kept_secrets_file(run_id: str) -> Path:
@@ -96,18 +99,22 @@ def kept_port(entry: KeptContainer, read: Callable[[], int]) -> KeptContainer:
     return entry
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _client_line(c: KeptContainer, kept: KeptStack) -> str:
     """A ready-to-paste command for one container; secrets come from the sourced file's variables."""
-    where = f"127.0.0.1 -p {c.port}"
+    where = f"{kept.host} -p {c.port}"
     var = secret_var(c.role, "password")
     if c.kind == "service":
-        return f'curl -H "{kept.key_header}: $AIDB_API_KEY" http://127.0.0.1:{c.port}{kept.health_path}'
+        return f'curl -H "{kept.key_header}: $AIDB_API_KEY" http://{_url_host(kept.host)}:{c.port}{kept.health_path}'
     if c.kind == "postgres":
         return f'PGPASSWORD="${var}" psql -h {where}' + (f" -U {c.user}" if c.user else "") + (f" {c.db}" if c.db else "")
     if c.kind == "redis":
         return f'REDISCLI_AUTH="${var}" redis-cli -h {where} ping'
     if c.kind == "qdrant":
-        return f'curl -H "api-key: ${secret_var(c.role, "api_key")}" http://127.0.0.1:{c.port}/collections'
+        return f'curl -H "api-key: ${secret_var(c.role, "api_key")}" http://{_url_host(kept.host)}:{c.port}/collections'
     return ""
 
 
@@ -122,7 +129,7 @@ def render_keep(kept: KeptStack) -> str:
     elif kept.secrets_problem:
         lines.append(f"  secrets: {kept.secrets_problem}")
     for c in kept.containers:
-        address = f"http://127.0.0.1:{c.port}" if c.kind == "service" else f"127.0.0.1:{c.port}"
+        address = f"http://{_url_host(kept.host)}:{c.port}" if c.kind == "service" else f"{_url_host(kept.host)}:{c.port}"
         if c.port is None:
             lines.append(f"  {c.role:<18} {c.problem}  (container {c.container})")
             continue
@@ -169,7 +176,7 @@ def read_kept(session: Any, engine: Engine) -> KeptStack:
                           {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))
     secrets = {k: v for _entry, values in found for k, v in values.items()}
     kept = KeptStack(run.id, [entry for entry, _values in found], engine_cli(engine), health_url_path(cfg),
-                     cfg.auth.get("header") or "X-API-Key", api_key_var(cfg))
+                     cfg.auth.get("header") or "X-API-Key", api_key_var(cfg), host=reach().host)
     if secrets:
         path = kept_secrets_file(run.id)
         try:

@@ -4,7 +4,9 @@ Guarantees: the `RESTORE` step restores the run's backup into fresh instances of
 dependency that holds data (started in the background as soon as the stack is up), boots the
 service against them under the original host names, and keeps both for the comparisons;
 `compare_stacks` sets the original's fingerprint beside the restored one's and
-names every table, sequence, object, point, payload and vector that was lost or changed;
+names every table, sequence, object, point, payload and vector that was lost or changed (a
+changed float or vector value by its value and bits before and after, where the column is small
+enough for the fingerprint to list it; NaNs by meaning, as the dump writes them);
 `compare_service` asks the original and the restored service for the same documents and the
 same searches and names every difference. Exit codes are never trusted: a data-only or
 single-schema dump exits 0 and still loses data, and these comparisons catch it.
@@ -40,7 +42,8 @@ class Fingerprint:
         rows = sum(int(v.split(" rows ")[0]) for v in tables.values())
         points = sum(len(c["points"]) for c in self.qdrant.values())
         exact = self.postgres.get("binary values", {})
-        bits = f" ({len(exact)} float/vector columns compared bit for bit)" if exact else ""
+        # "bit for bit" but for NaN payloads, which no dump keeps (pg_backup.NAN_SENDS).
+        bits = f" ({len(exact)} float/vector columns compared bit for bit, every NaN as NaN)" if exact else ""
         return f"{len(tables)} tables, {rows} rows{bits}; {len(self.qdrant)} collections, {points} points"
 
 

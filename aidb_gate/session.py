@@ -30,6 +30,7 @@ from aidb_gate.compose import Healthcheck
 from aidb_gate.config import GateConfig
 from aidb_gate.core.ahead import Ahead
 from aidb_gate.core.container import configure_testcontainers
+from aidb_gate.core.firewall import host_leftovers
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.run import RENEW_TIMEOUT_S, Lease, Run, lease_seconds
@@ -204,6 +205,8 @@ class GateSession:
                 self.progress(f"removed {self.reaped.total} resource(s) left by dead runs")
             for note in self.reaped.skipped if self.reaped else ():
                 self.progress(f"left alone: {note}")
+            for found in host_leftovers(self.engine)[0]:  # a stale port-forward can capture this run's ports
+                self.progress(f"warning: a dead run left {found.line()}")
         return self.engine
 
     def base(self) -> BaseImage:

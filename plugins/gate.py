@@ -21,7 +21,7 @@ import pytest
 
 from aidb_gate import report as reporting
 from aidb_gate import stages
-from aidb_gate.config import load_config
+from aidb_gate.config import load_config, shown_path
 from aidb_gate.errors import GateError
 from aidb_gate.selection import (
     PRIORITIES,
@@ -145,6 +145,12 @@ def pytest_configure(config: pytest.Config) -> None:
                           config_file=Path(config.getoption("--gate-config")) if config.getoption("--gate-config") else None)
     except GateError as err:
         raise pytest.UsageError(f"aidb-gate configuration: {err}") from None
+    if not _looks_only(config) or early_steps(config.option.markexpr):
+        # The run writes there (and pytest-html/junitxml would, with a traceback, when they cannot).
+        problem = make_reports_folder(cfg.reports_dir)
+        if problem:
+            raise pytest.UsageError(f"aidb-gate configuration: {problem}")
+
     def progress(message: str) -> None:
         # Looked up on each call: the terminal reporter may register after this hook runs.
         tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -166,6 +172,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.append(str(suites))
     if early_steps(config.option.markexpr):
         default_reports(config, cfg.reports_dir)
+
+
+def make_reports_folder(folder: Path) -> str | None:
+    """Make `folder` (the configured reports_dir) and its parents; None when it is a folder now,
+    else the one paragraph that says why it cannot be and what to set. Never raises OSError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return None
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+    return (f"the reports folder {shown_path(folder)} cannot be made ({reason}). The gate writes its reports and "
+            "each run's logs there: set `reports_dir` (or AIDB_GATE_REPORTS_DIR) to a folder this user can create "
+            "and write, e.g. \"reports/aidb-gate\" in the project.")
 
 
 def default_reports(config: pytest.Config, reports_dir: Path) -> None:
@@ -258,7 +277,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if gate is None or _looks_only(config):
         return
     # Held until the process ends: `prune_run_folders` never removes a live run's folder.
-    config.stash[RUN_LOCK] = reporting.hold_run_folder(run_folder(gate))
+    try:
+        config.stash[RUN_LOCK] = reporting.hold_run_folder(run_folder(gate))
+    except OSError as err:
+        problem = make_reports_folder(gate.cfg.reports_dir) or (
+            f"the run's folder {shown_path(run_folder(gate))} cannot be made ({err.strerror or type(err).__name__}). "
+            "The gate keeps each run's logs there: make the reports folder writable by this user, or set "
+            "`reports_dir` to another folder.")
+        pytest.exit(f"aidb-gate configuration: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
     if _is_xdist_controller(config):
         return
     steps = early_steps(config.option.markexpr)

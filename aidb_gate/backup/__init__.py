@@ -3,30 +3,43 @@
 Guarantees: `take_backup` dumps Postgres inside its own container (client and server versions
 always match), snapshots every Qdrant collection through the REST API and checks each download
 against the checksum Qdrant lists, and writes `manifest.json` last and atomically, so an
-interrupted backup never looks complete. `verify_backup` re-reads every artifact against the
-manifest and never trusts an exit code alone. Restore and the loss-proving comparisons live in
+interrupted backup never looks complete. Its folder is resolved once (`backup_folder`: a link as
+the folder itself is refused) and must be new or empty; a refused folder is left exactly as it
+was, and with `remove_on_failure` a failed backup removes only what it created (the folders it
+made, the entries it wrote into an empty folder it was given, whose mode and times it restores).
+Every file name under it comes from the gate or is an encoded, contained name (see
+`backup.qdrant`), never a server's name as it was sent. `verify_backup` re-reads every artifact
+against the manifest (see `backup.manifest`: safe relative names only, no links, no hard links,
+no more bytes read than listed) and never trusts an exit code alone. `restore_backup` refuses a
+backup that does not verify, and one that holds nothing to restore. Names from a server or a
+manifest are escaped in every message. Restore and the loss-proving comparisons live in
 `aidb_gate.restore`.
 """
 
 from __future__ import annotations
 
-import lzma
-import tarfile
+import contextlib
+import os
+import shutil
+import stat
 import time
-import zlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aidb_gate import __version__
+from aidb_gate.backup import archive
 from aidb_gate.backup import commands as user_commands
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
-from aidb_gate.backup.manifest import FORMAT, BackupError, artifacts, check_artifacts, fsync_tree, read_manifest, write_manifest
+from aidb_gate.backup.manifest import FORMAT, MANIFEST, BackupError, artifact_problems, fsync_tree, read_manifest, write_manifest
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.core import http
+from aidb_gate.core.names import escape
 
-__all__ = ["BackupError", "PgTarget", "QdrantTarget", "restore_backup", "take_backup", "verify_backup"]
+__all__ = ["BackupError", "PgTarget", "QdrantTarget", "backup_folder", "restore_backup", "take_backup", "verify_backup"]
 
 PG_DUMP = "postgres.dump"
 PG_GLOBALS = "postgres-globals.sql"
@@ -38,24 +51,32 @@ def _now() -> str:
 
 def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
                 commands: dict[str, str] | None = None, cwd: Path | None = None,
-                command_timeout_s: float = user_commands.DEFAULT_TIMEOUT_S) -> dict[str, Any]:
-    """Back up Postgres and/or Qdrant into dest (which must not hold a backup yet).
+                command_timeout_s: float = user_commands.DEFAULT_TIMEOUT_S,
+                remove_on_failure: bool = False) -> dict[str, Any]:
+    """Back up Postgres and/or Qdrant into dest (a new folder, or an empty one).
+
+    `dest` is resolved once (`backup_folder`): a link as `dest` itself is refused, links among
+    its parents are followed once and the backup then goes into that real folder. A refused
+    `dest` is left exactly as it was. With `remove_on_failure`, a backup that fails (or is
+    interrupted) removes what this call created - the folders it made, the entries it wrote into
+    the empty folder it was given, whose mode and times it then puts back - and nothing else.
 
     `commands` ({"postgres": ..., "qdrant": ...}) replaces the gate's own procedure for a part
     with the user's command, run from `cwd`; the manifest records what it wrote.
     """
     commands = commands or {}
-    if (dest / "manifest.json").exists():
-        raise BackupError(f"{dest} already holds a backup (manifest.json); choose a new folder so nothing is overwritten.")
-    if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
-        raise BackupError(f"{dest} is not a new or empty folder; a backup goes into a folder of its own, so that "
-                          "nothing planted there (a link, a stale file) is written through or mistaken for the backup.")
+    claim = _claim(dest)
+    dest = claim.folder
     try:
-        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-        dest.chmod(0o700)
-    except OSError as err:
-        raise BackupError(f"cannot create the backup folder {dest} ({err.strerror}): choose a folder you can write "
-                          "to, on a file system with room for the backup.") from None
+        return _take_backup(dest, pg, q, commands, cwd, command_timeout_s)
+    except BaseException:
+        if remove_on_failure:
+            claim.undo()
+        raise
+
+
+def _take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None, commands: dict[str, str], cwd: Path | None,
+                 command_timeout_s: float) -> dict[str, Any]:
     begin = time.monotonic()
     manifest: dict[str, Any] = {"format": FORMAT, "tool": f"aidb-gate {__version__}", "started_at": _now()}
     if pg is not None:
@@ -78,6 +99,96 @@ def take_backup(dest: Path, pg: PgTarget | None, q: QdrantTarget | None,
     write_manifest(dest, manifest)  # last: its presence means the backup is complete
     (dest / "manifest.json").chmod(0o600)
     return manifest
+
+
+def backup_folder(dest: Path) -> Path:
+    """`dest` resolved once: links among its parents followed, `..` folded; `dest` itself must not
+    be a link (a BackupError naming where it points). Changes nothing on disk."""
+    given = Path(dest)
+    try:
+        if given.is_symlink():
+            raise BackupError(f"{escape(given)} is a symbolic link (to {escape(os.readlink(given))}); a backup goes "
+                              "into a folder of its own: give that folder itself, or a new folder, as --out.")
+        return Path(os.path.realpath(given))
+    except OSError as err:
+        raise BackupError(f"cannot use {escape(given)} as the backup folder ({err.strerror}): choose a folder you can "
+                          "write to, with a name of at most 255 bytes per part.") from None
+
+
+@dataclass
+class _Claim:
+    """The folder a backup goes into, and what making it changed (so a failure can undo just that)."""
+
+    folder: Path
+    made: list[Path] = field(default_factory=list)  # folders this call created, outermost first
+    given: os.stat_result | None = None  # the empty folder as it was given, when it existed
+
+    def undo(self) -> None:
+        """Remove what this call created; an empty folder it was given gets its mode and times back."""
+        if self.given is None:
+            if self.made:
+                shutil.rmtree(self.made[-1], ignore_errors=True)
+            for folder in reversed(self.made[:-1]):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # someone else's entries: not ours to remove
+            return
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.folder):  # it was empty: every entry is this backup's
+                path = self.folder / name
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(self.folder).st_mode):  # still that folder, not a link put in its place
+                os.chmod(self.folder, stat.S_IMODE(self.given.st_mode))
+                os.utime(self.folder, ns=(self.given.st_atime_ns, self.given.st_mtime_ns))
+
+
+def _claim(dest: Path) -> _Claim:
+    """Check `dest` (new, or an empty folder that is no link) and make it, 0700. A refusal changes nothing."""
+    folder = backup_folder(dest)
+    shown = escape(folder)
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        st = None
+    except OSError as err:
+        raise BackupError(f"cannot use {shown} as the backup folder ({err.strerror}): choose a folder you can write to, "
+                          "with a name of at most 255 bytes per part.") from None
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):
+            raise BackupError(f"{shown} is not a folder; a backup goes into a new or empty folder of its own.")
+        try:
+            entries = os.listdir(folder)
+        except OSError as err:
+            raise BackupError(f"cannot read the folder {shown} ({err.strerror}): choose a folder you can write to."
+                              ) from None
+        if MANIFEST in entries:
+            raise BackupError(f"{shown} already holds a backup (manifest.json); choose a new folder so nothing is "
+                              "overwritten.")
+        if entries:
+            raise BackupError(f"{shown} is not a new or empty folder (it holds {len(entries)} entries, left as they "
+                              "are); a backup goes into a folder of its own, so that nothing planted there (a link, a "
+                              "stale file) is written through or mistaken for the backup.")
+    claim = _Claim(folder, given=st)
+    try:
+        missing = []
+        parent = folder
+        while not os.path.lexists(parent):
+            missing.append(parent)
+            parent = parent.parent
+        for path in reversed(missing):
+            os.mkdir(path, 0o700 if path == folder else 0o777)
+            claim.made.append(path)
+        os.chmod(folder, 0o700)
+    except OSError as err:
+        claim.undo()
+        raise BackupError(f"cannot create the backup folder {shown} ({err.strerror}): choose a folder you can write "
+                          "to, on a file system with room for the backup.") from None
+    return claim
 
 
 def _private(dest: Path) -> None:
@@ -110,11 +221,10 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
         manifest = read_manifest(folder)
     except BackupError as err:
         return [str(err)]
-    problems = check_artifacts(folder, manifest)
-    # What check_artifacts faulted, or what is no regular file (reading a FIFO blocks): no later check opens it.
-    # Matched by "path: " prefix, not by splitting at a colon: a folder's name can hold one (a timestamp).
-    damaged = {str(folder / e["file"]) for e in artifacts(manifest)
-               if not (folder / e["file"]).is_file() or any(p.startswith(f"{folder / e['file']}: ") for p in problems)}
+    faulted = artifact_problems(folder, manifest)
+    problems = list(faulted.values())
+    # What artifact_problems faulted (a link, FIFO, unreadable or altered file): no later check opens it.
+    damaged = {str(folder / file) for file in faulted}
     entry = manifest.get("postgres")
     roles = (entry or {}).get("globals")
     if roles and roles.get("format") and str(folder / roles["file"]) not in damaged:
@@ -124,20 +234,21 @@ def verify_backup(folder: Path, pg: PgTarget | None = None) -> list[str]:
     elif entry and pg is not None and str(folder / entry["file"]) not in damaged:
         try:
             if not pg_backup.list_dump(pg, folder / entry["file"]):
-                problems.append(f"{folder / entry['file']}: pg_restore lists no objects in this dump")
+                problems.append(f"{escape(folder / entry['file'])}: pg_restore lists no objects in this dump")
         except BackupError as err:
             problems.append(str(err))
     for name, coll in ((manifest.get("qdrant") or {}).get("collections") or {}).items():
         path = folder / coll["file"]
         if str(path) in damaged or not path.is_file():
             continue
+        # The strict reader, never tarfile.getmembers() (which loops forever on a negative member size,
+        # CVE-2025-8194) nor tarfile's compression guessing (a 9 KB bz2 file expands to gigabytes).
         try:
-            with tarfile.open(path) as tar:
-                tar.getmembers()
-        # A compressed archive corrupt past its first block raises the decompressor's own error (lzma's, in
-        # getmembers) rather than TarError. tarfile's message can span lines: make it one.
-        except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as err:
-            problems.append(f"{path}: the snapshot of {name} is not a readable tar archive ({' '.join(str(err).split())})")
+            archive.scan(path)
+        except archive.ArchiveError as err:
+            problems.append(f"{escape(path)}: the snapshot of {escape(name)} is not a readable tar archive ({err})")
+        except OSError as err:
+            problems.append(f"{escape(path)}: the snapshot of {escape(name)} cannot be read ({escape(err.strerror or err)})")
     return problems
 
 
@@ -153,11 +264,14 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     if problems:
         raise BackupError("refusing to restore a backup that does not verify: " + "; ".join(problems))
     manifest = read_manifest(folder)
+    if not manifest.get("postgres") and not (manifest.get("qdrant") or {}).get("collections"):
+        raise BackupError(f"{escape(folder)} holds nothing to restore: its manifest lists no Postgres dump and no Qdrant "
+                          "collection, so nothing was restored. Name the folder of a backup that holds data.")
     missing = [(what, flag) for what, flag, have, target in (
         ("Postgres", "--postgres-container", manifest.get("postgres"), pg),
         ("Qdrant", "--qdrant-url", manifest.get("qdrant"), q)) if have and target is None]
     if missing:
-        raise BackupError(f"{folder} holds {' and '.join(w for w, _ in missing)} data but no target was given for it "
+        raise BackupError(f"{escape(folder)} holds {' and '.join(w for w, _ in missing)} data but no target was given for it "
                           f"({' and '.join(f'{w}: {f}' for w, f in missing)}); nothing was restored. Name every target, "
                           "so a partial restore never looks complete.")
     timings: dict[str, float] = {}
@@ -169,7 +283,8 @@ def restore_backup(folder: Path, pg: PgTarget | None, q: QdrantTarget | None, fo
     if q is not None and manifest.get("qdrant"):
         for name in manifest["qdrant"]["collections"]:
             if not force and name in q_backup.collections(q) and q_backup.count(q, name) > 0:
-                raise BackupError(f"refusing to restore into Qdrant collection {name} at {q.url}: it is not empty. "
+                raise BackupError(f"refusing to restore into Qdrant collection '{escape(name)}' at {http.shown(q.url)}: it is "
+                                  "not empty. "
                                   "Restore into a fresh Qdrant, or pass --force.")
     entry = manifest.get("postgres")
     if pg is not None and entry:

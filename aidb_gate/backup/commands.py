@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
 import zlib
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aidb_gate.backup import archive
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.manifest import BackupError, sha256_file
@@ -224,7 +224,9 @@ def qdrant_with_command(command: str, cwd: Path, dest: Path, q: QdrantTarget,
     run_command(command, cwd, command_env(out, None, q), "Qdrant backup", timeout_s)
     entries = {}
     for name, points in counts.items():
-        path = newest_for(out, name, tarfile.is_tarfile)  # a snapshot is a tar; its log beside it is not
+        # A snapshot starts with a tar header; its log beside it does not. One 512-byte read, nothing decompressed
+        # (tarfile.is_tarfile guesses compression and inflates a bomb); verify then reads it with the strict reader.
+        path = newest_for(out, name, archive.looks_like_tar)
         if path is None:
             raise BackupError(f"your Qdrant backup command `{command}` wrote no snapshot for collection {name} anywhere "
                               f"under $BACKUP_DIR ({out}); name each file after its collection, e.g. "

@@ -1,9 +1,18 @@
 """manifest: what a backup holds, with checksums, written atomically.
 
 Guarantees: `read_manifest` accepts only a manifest that is a regular file (not a link) whose shape
-is what `take_backup` writes, whose names hold no control character, and whose every file lies
-inside the backup folder (no absolute path, no `..`, no symlink out or loop), so a crafted folder
-gets one clear, one-line error instead of a traceback or a read elsewhere.
+is what `take_backup` writes, whose `format` is exactly the integer 1 (not `true`, not `1.0`), whose
+collection names hold no control character, and whose every file is a relative path of safe
+components (see `aidb_gate.core.names`: no `..`, NUL, control, bidi or line-separator character,
+at most 255 bytes each) that lies inside the backup folder (no symlink out or loop), so a crafted
+folder gets one clear, one-line error instead of a traceback or a read elsewhere. A manifest that
+cannot be read (its 0600 file belongs to another user) is such an error too, naming the owner.
+`check_artifacts` opens each listed file once, without following a link and without blocking on
+a FIFO, and judges what it opened: a symlink, FIFO, device or folder, a file with more than one
+hard link (its data is shared with a file outside the backup), an unreadable file, or a size
+other than the listed one is a problem; the checksum reads at most the listed size plus one
+byte, so a file that grows while it is read is named as larger without being read to its end.
+Every name from the manifest or the folder is escaped in messages.
 `write_atomic` writes to a temporary file in the same folder, fsyncs, renames and fsyncs the
 folder, so readers see the old file or the complete new one, never a torn one, and the rename
 survives a power loss. `fsync_tree` fsyncs every file and folder of a backup (symlinks are not
@@ -23,6 +32,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from aidb_gate.core.names import component_problem, escape
 from aidb_gate.errors import GateError
 
 MANIFEST = "manifest.json"
@@ -42,6 +52,30 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _sha256_fd(fd: int, limit: int, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(sha256, bytes read) of what `fd` holds, reading at most `limit` bytes."""
+    h = hashlib.sha256()
+    seen = 0
+    while seen < limit and (block := os.read(fd, min(chunk, limit - seen))):
+        h.update(block)
+        seen += len(block)
+    return h.hexdigest(), seen
+
+
+def unreadable(path: Path, err: OSError) -> str:
+    """Why `path` could not be read, and what to do: for a permission error, whose file it is."""
+    shown = escape(path)
+    if isinstance(err, PermissionError):
+        try:
+            st = os.lstat(path)
+            owner = f"it belongs to uid {st.st_uid} (mode {stat.S_IMODE(st.st_mode):04o})"
+        except OSError:
+            owner = "its folder cannot be searched"
+        return (f"{shown} cannot be read ({err.strerror}): {owner}; a backup is readable by its owner only, so run "
+                "this as the user that took the backup (or root)")
+    return f"{shown} cannot be read ({err.strerror or type(err).__name__})"
 
 
 def open_private(path: Path) -> Any:
@@ -105,24 +139,39 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
-    if path.is_symlink() or (os.path.lexists(path) and not path.is_file()):
-        raise BackupError(f"{path} is a symlink, folder, FIFO or device, not the file a backup writes: the manifest is "
-                          "not aidb-gate's, and nothing it points to is read. Take the backup again.")
-    if not path.is_file():
-        raise BackupError(f"{path} does not exist: {folder} is not a complete backup (an interrupted backup has "
-                          "no manifest). Take the backup again.")
+    shown = escape(path)
     try:
-        data = json.loads(path.read_text())
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise BackupError(f"{shown} does not exist: {escape(folder)} is not a complete backup (an interrupted backup "
+                          "has no manifest). Take the backup again.") from None
+    except OSError as err:
+        raise BackupError(f"{unreadable(path, err)}. Name the backup folder (the one holding manifest.json).") from None
+    if not stat.S_ISREG(mode):
+        raise BackupError(f"{shown} is a symlink, folder, FIFO or device, not the file a backup writes: the manifest is "
+                          "not aidb-gate's, and nothing it points to is read. Take the backup again.")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise BackupError(f"{shown} is no longer a regular file: the backup folder changed while it was read.")
+            raw = fh.read()
+    except OSError as err:
+        raise BackupError(unreadable(path, err) + ".") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as err:
-        raise BackupError(f"{path} is not valid JSON ({type(err).__name__}): the manifest is damaged.") from None
+        raise BackupError(f"{shown} is not valid JSON ({type(err).__name__}): the manifest is damaged.") from None
     if not isinstance(data, dict):
-        raise BackupError(f"{path} holds a JSON {type(data).__name__}, not the object a backup writes: the manifest is "
+        raise BackupError(f"{shown} holds a JSON {type(data).__name__}, not the object a backup writes: the manifest is "
                           "damaged or not aidb-gate's.")
-    if data.get("format") != FORMAT:
-        raise BackupError(f"{path} has format {data.get('format')!r}; this aidb-gate reads format {FORMAT}.")
+    fmt = data.get("format")
+    # Exactly the integer: JSON's true and 1.0 compare equal to 1 in Python, and neither is what take_backup writes.
+    if type(fmt) is not int or fmt != FORMAT:
+        raise BackupError(f"{shown} has format {escape(repr(fmt))}; this aidb-gate reads format {FORMAT} (the integer).")
     problems = manifest_problems(folder, data)
     if problems:
-        raise BackupError(f"{path} is not a manifest this gate can trust: " + "; ".join(problems[:5]))
+        raise BackupError(f"{shown} is not a manifest this gate can trust: " + "; ".join(problems[:5]))
     return data
 
 
@@ -152,7 +201,7 @@ def manifest_problems(folder: Path, data: dict[str, Any]) -> list[str]:
             problems.append(f"`qdrant.collections` holds the name {name!r}, with a control character or a byte that "
                             "is not text")
         else:
-            entries.append((f"qdrant.collections.{name}", e))
+            entries.append((f"qdrant.collections.{escape(name)}", e))
     root = folder.resolve()
     for where, entry in entries:
         if not isinstance(entry, dict):
@@ -170,13 +219,24 @@ def manifest_problems(folder: Path, data: dict[str, Any]) -> list[str]:
             problems.append(f"`{where}.file` ({file!r}) holds a control character or a byte that is not text")
             continue
         rel = Path(file)
+        if rel.is_absolute() or ".." in file.split("/"):
+            problems.append(f"`{where}.file` ('{escape(file)}') points outside the backup folder")
+            continue
+        # Every part a name take_backup could have written: no empty or `.` part, no bidi or line separator,
+        # none over 255 bytes (which the file system would refuse with a traceback-shaped ENAMETOOLONG).
+        bad = next(((part, why) for part in file.split("/") if (why := component_problem(part))), None)
+        if bad:
+            problems.append(f"`{where}.file` ('{escape(file)}') has the part '{escape(bad[0])}', which is not a safe "
+                            f"file name: {bad[1]}")
+            continue
         try:
-            inside = not rel.is_absolute() and ".." not in rel.parts and (folder / rel).resolve().is_relative_to(root)
+            inside = (folder / rel).resolve().is_relative_to(root)
         except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte, an unencodable name
-            problems.append(f"`{where}.file` ({file!r}) cannot be resolved inside the backup folder ({err})")
+            problems.append(f"`{where}.file` ('{escape(file)}') cannot be resolved inside the backup folder "
+                            f"({escape(err)})")
             continue
         if not inside:
-            problems.append(f"`{where}.file` ({file!r}) points outside the backup folder")
+            problems.append(f"`{where}.file` ('{escape(file)}') points outside the backup folder")
     return problems
 
 
@@ -200,18 +260,56 @@ def artifacts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def check_artifacts(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """Problems with the files against the manifest: missing, wrong size, wrong sha256."""
-    problems = []
+    """Problems with the files against the manifest: missing, not a file of its own, unreadable,
+    wrong size, wrong sha256."""
+    return list(artifact_problems(folder, manifest).values())
+
+
+def artifact_problems(folder: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """{listed file: its problem} for every listed file that does not match the manifest; a file
+    named here is not to be opened again by a later check."""
+    problems: dict[str, str] = {}
     for entry in artifacts(manifest):
-        path = folder / entry["file"]
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-            continue
-        size = path.stat().st_size
-        if size != entry["size"]:
-            problems.append(f"{path}: {size} bytes, the manifest says {entry['size']} (truncated or altered)")
-            continue
-        digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            problems.append(f"{path}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}... (corrupted)")
+        problem = artifact_problem(folder / entry["file"], entry["size"], entry["sha256"])
+        if problem:
+            problems.setdefault(entry["file"], problem)
     return problems
+
+
+def artifact_problem(path: Path, size: int, sha256: str) -> str | None:
+    """What is wrong with the file at `path` against its listed size and checksum, or None.
+
+    The file is opened once (no link followed, no FIFO waited on) and judged by what was opened;
+    at most `size` + 1 bytes are read."""
+    shown = escape(path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{shown}: missing"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{shown}: a symbolic link, not a file of the backup (nothing it points to is read)"
+        return unreadable(path, err)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"{shown}: missing (a folder, FIFO or device is in its place, not a file of the backup)"
+        if st.st_nlink > 1:
+            return (f"{shown}: has {st.st_nlink} hard links, so its data is shared with a file elsewhere that can change "
+                    "it; a backup's files must be its own: copy the backup without hard links (cp -a, not cp -al)")
+        if st.st_size != size:
+            return f"{shown}: {st.st_size} bytes, the manifest says {size} (truncated or altered)"
+        try:
+            digest, seen = _sha256_fd(fd, size + 1)
+        except OSError as err:
+            return unreadable(path, err)
+        if seen > size:
+            return f"{shown}: larger than the {size} bytes the manifest lists (it grew while it was read)"
+        if seen < size:
+            return f"{shown}: {seen} bytes could be read, the manifest says {size} (truncated while it was read)"
+        if digest != sha256:
+            return f"{shown}: sha256 {digest[:16]}..., the manifest says {escape(sha256[:16])}... (corrupted)"
+        return None
+    finally:
+        os.close(fd)

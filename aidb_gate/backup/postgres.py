@@ -5,24 +5,30 @@ Guarantees: every command runs inside the Postgres container with the engine's C
 and the database need not be reachable from the host. Dumps are custom format and streamed to
 disk. `fingerprint` reads, in SQL, everything a lossy dump would lose - each table's row count
 and ordered content hash in every schema, the binary form of float and vector columns (bit-exact,
-whatever their text output rounds), sequence states, views, types, constraints, indexes,
+whatever their text output rounds; only a NaN's payload and sign, which a dump writes as the text
+`NaN`, are not compared), sequence states, views, types, constraints, indexes,
 triggers, functions, comments and large objects - so a restore is judged by content, never by
-an exit code.
+an exit code. `compare` names what changed; for a float or vector column of up to
+`LIST_MAX_VALUES` values it names the values themselves, before and after, with their bits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
+from aidb_gate.core.names import escape
 from aidb_gate.report import clip
 
 FIELD, RECORD = "\x1f", "\x1e"
@@ -46,12 +52,19 @@ class PgTarget:
     dsn: str | None = field(default=None, repr=False)
     #: The longest one command in the container (a dump, a restore) may take.
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: The engine whose API runs the commands: no CLI, so a remote engine, a shared socket from
+    #: another mount or PID namespace and a machine without `podman`/`docker` on PATH all work.
+    #: None: `<cli> exec` runs them (the backup CLI pointed at a container by name).
+    engine: Any = field(default=None, repr=False)
 
     def with_db(self, db: str) -> PgTarget:
-        return PgTarget(self.cli, self.container, self.user, db, self.env, self.dsn, self.timeout_s)
+        return PgTarget(self.cli, self.container, self.user, db, self.env, self.dsn, self.timeout_s, self.engine)
 
     def exec(self, argv: list[str], *, stdin: Any = None, stdout: Any = subprocess.PIPE,
              check: bool = True) -> subprocess.CompletedProcess:
+        """Run argv in the container: stdin from an open host file, stdout to PIPE (kept) or a file."""
+        if self.engine is not None:
+            return self._exec_api(argv, Path(stdin.name) if stdin is not None else None, stdout, check)
         cmd = [self.cli, "exec"] + (["-i"] if stdin is not None else []) + [self.container, *argv]
         try:
             proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self.env, check=False,
@@ -63,6 +76,36 @@ class PgTarget:
         if check and proc.returncode != 0:
             err = clip(proc.stderr.decode(errors="replace").strip(), 1500, tail=True)
             raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} failed (exit {proc.returncode}): {err}")
+        return proc
+
+    def _exec_api(self, argv: list[str], stdin: Path | None, stdout: Any, check: bool) -> subprocess.CompletedProcess:
+        """`exec` through the engine's API: a stdin file is copied into the container first (streamed)
+        and fed to the command there, then removed; stdout streams to its file or is kept."""
+        import io
+        import uuid
+
+        from aidb_gate.core import api
+        from aidb_gate.errors import GateError
+
+        command, inside = argv, None
+        try:
+            if stdin is not None:
+                inside = api.put_file(self.engine, self.container, stdin, "/tmp", f".aidb-gate-{uuid.uuid4().hex}",
+                                      mode=0o644, timeout_s=self.timeout_s)
+                command = ["sh", "-c", 'f="$1"; shift; exec "$@" < "$f"', "sh", inside, *argv]
+            kept = io.BytesIO() if stdout is subprocess.PIPE else None
+            sink = kept if kept is not None else _Discard() if stdout in (None, subprocess.DEVNULL) else stdout
+            code, err = api.exec_to(self.engine, self.container, command, sink, timeout_s=self.timeout_s)
+        except GateError as failure:
+            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container}: {failure}") from None
+        finally:
+            if inside is not None:
+                with contextlib.suppress(Exception):
+                    api.exec_to(self.engine, self.container, ["rm", "-f", inside], io.BytesIO(), timeout_s=60)
+        proc = subprocess.CompletedProcess(argv, code, kept.getvalue() if kept is not None else None, err.encode())
+        if check and code != 0:
+            said = clip(err.strip(), 1500, tail=True)
+            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} failed (exit {code}): {said}")
         return proc
 
     def sql(self, query: str, db: str | None = None) -> list[list[str]]:
@@ -86,6 +129,13 @@ class PgTarget:
     def scalar(self, query: str, db: str | None = None) -> str:
         rows = self.sql(query, db)
         return rows[0][0].strip() if rows else ""
+
+
+class _Discard:
+    """A writable that keeps nothing (stdout=DEVNULL through the API)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def quote_ident(name: str) -> str:
@@ -154,6 +204,18 @@ def feed_sql(pg: PgTarget, path: Path, args: list[str]) -> tuple[int, str]:
     """Stream a SQL file (gzipped or not) into `psql -X -q -U <user> <args>` in pg's container;
     (exit status, stderr). Nothing is held in memory but one block."""
     gz = dump_format(path) == "plain.gz"
+    if pg.engine is not None:
+        with tempfile.NamedTemporaryFile(prefix=".aidb-gate-sql-") as plain:
+            source = path
+            if gz:  # psql reads plain SQL; the engine's copy is streamed from a decompressed one
+                with gzip.open(path, "rb") as src:
+                    shutil.copyfileobj(src, plain, 1 << 20)
+                plain.flush()
+                source = Path(plain.name)
+            with source.open("rb") as fh:
+                proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, *args], stdin=fh, stdout=subprocess.DEVNULL,
+                               check=False)
+        return proc.returncode, proc.stderr.decode(errors="replace")
     cmd = [pg.cli, "exec", "-i", pg.container, "psql", "-X", "-q", "-U", pg.user, *args]
     with tempfile.TemporaryFile() as err, (gzip.open(path, "rb") if gz else path.open("rb")) as src:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=pg.env)
@@ -346,7 +408,9 @@ FINGERPRINT_QUERIES = {
 
 
 def fingerprint(pg: PgTarget, db: str | None = None) -> dict[str, dict[str, str]]:
-    """Everything a restore must preserve, as {section: {object: digest or value}}."""
+    """Everything a restore must preserve, as {section: {object: digest or value}}. The section
+    `LISTED_VALUES` is detail, not a check: the values of small float and vector columns, so a
+    verdict can name the values that changed (`compare` reads it only to explain a difference)."""
     print_ = {name: {k: v for k, v in pg.sql(q, db)} for name, q in FINGERPRINT_QUERIES.items()}
     tables = user_tables(pg, db)
     if tables:
@@ -357,7 +421,7 @@ def fingerprint(pg: PgTarget, db: str | None = None) -> dict[str, dict[str, str]
         print_["tables"] = {name: value for name, value in pg.sql(query, db)}
     else:
         print_["tables"] = {}
-    print_["binary values"] = binary_values(pg, db)
+    print_["binary values"], print_[LISTED_VALUES] = binary_values(pg, db)
     return print_
 
 
@@ -370,55 +434,226 @@ BINARY_COLUMNS = ("SELECT format('%I.%I', n.nspname, c.relname), quote_ident(a.a
                   "AND NOT a.attisdropped AND t.typsend <> 0 AND (t.typname IN ('float4', 'float8') OR EXISTS ("
                   "SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')) "
                   "ORDER BY 1, 2")
+#: Send functions of the types whose NaNs are compared as one value. pg_dump writes every NaN as
+#: the text `NaN` (float4out/float8out), so a dump keeps neither a NaN's payload nor its sign,
+#: and PostgreSQL itself treats all NaNs as equal. pgvector's types refuse NaN outright.
+NAN_SENDS = ("float4send", "float8send")
+#: The fingerprint section that lists small columns' values: {table.column: "<send> <hex>,<hex>,..."}.
+LISTED_VALUES = "binary values listed"
+#: A column is listed value by value when it holds at most this many values and this many hex digits;
+#: a larger one is compared by its hash alone (its verdict says the values were too many to list).
+LIST_MAX_VALUES = 1000
+LIST_MAX_HEX = 1 << 17
+#: At most this many changed values are spelled out in one verdict.
+EXAMPLES = 3
 
 
-def binary_values(pg: PgTarget, db: str | None = None) -> dict[str, str]:
-    """{table.column: count and hash of the values' binary (send) form} for float and extension
-    columns, so a vector that comes back one ulp off is a difference, whatever its text says."""
+def binary_values_query(columns: list[list[str]]) -> str:
+    """The query behind `binary_values` for [table, quoted column, send function] rows: per column
+    its name, "<count> values <md5 of the sorted hex send forms>" and, for a small column,
+    "<send> <sorted hex send forms, comma-separated>" (NULL otherwise). Every float NaN is
+    replaced by the one NaN PostgreSQL parses from `NaN` before it is sent, so NaN payloads and
+    signs, which no dump keeps, never count as a difference; everything else (-0.0 included)
+    is compared bit for bit."""
+    parts = []
+    for table, column, send in columns:
+        value = f"CASE WHEN {column} = 'NaN' THEN 'NaN' ELSE {column} END" if send in NAN_SENDS else column
+        # The listing repeats the hash's own string_agg, which PostgreSQL computes once for both.
+        parts.append(
+            f"SELECT {_literal(table + '.' + column)}, count(h)::text || ' values ' || coalesce(md5(string_agg(h, ',' "
+            f"ORDER BY h)), ''), CASE WHEN count(h) <= {LIST_MAX_VALUES} AND coalesce(sum(length(h)), 0) <= {LIST_MAX_HEX} "
+            f"THEN {_literal(send)} || ' ' || coalesce(string_agg(h, ',' ORDER BY h), '') END "
+            f"FROM (SELECT encode({send}({value}), 'hex') AS h FROM {table}) v")
+    return " UNION ALL ".join(parts)
+
+
+def binary_values(pg: PgTarget, db: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """({table.column: count and hash of the values' binary (send) form}, {table.column: the
+    values themselves, for columns small enough to list}) for float and extension columns, so a
+    vector that comes back one ulp off is a difference, whatever its text says, and can be named."""
     columns = pg.sql(BINARY_COLUMNS, db)
     if not columns:
-        return {}
-    query = " UNION ALL ".join(
-        f"SELECT {_literal(table + '.' + column)}, count({column})::text || ' values ' || coalesce(md5(string_agg("
-        f"encode({send}({column}), 'hex'), ',' ORDER BY encode({send}({column}), 'hex'))), '') FROM {table}"
-        for table, column, send in columns)
-    return {name: value for name, value in pg.sql(query, db)}
+        return {}, {}
+    rows = pg.sql(binary_values_query(columns), db)
+    return {row[0]: row[1] for row in rows}, {row[0]: row[2] for row in rows if len(row) > 2 and row[2]}
 
 
 def compare(original: dict[str, dict[str, str]], restored: dict[str, dict[str, str]]) -> list[str]:
-    """What the restore lost or changed, object by object, in words."""
+    """What the restore lost or changed, object by object, in words (names escaped, one line each).
+    A float or vector column whose values both fingerprints list is explained value by value."""
     problems = []
     for section in sorted(set(original) | set(restored)):
+        if section == LISTED_VALUES:  # detail for the "binary values" verdicts, not a check of its own
+            continue
         before, after = original.get(section, {}), restored.get(section, {})
         for name in sorted(set(before) - set(after)):
             detail = f" ({before[name].split(' rows ')[0]} rows lost)" if section == "tables" else ""
-            problems.append(f"postgres {section}: {name} is missing after the restore{detail}")
+            problems.append(f"postgres {section}: {escape(name)} is missing after the restore{detail}")
         for name in sorted(set(after) - set(before)):
-            problems.append(f"postgres {section}: {name} appeared after the restore")
+            problems.append(f"postgres {section}: {escape(name)} appeared after the restore")
         for name in sorted(set(before) & set(after)):
             if before[name] != after[name]:
-                problems.append(_changed(section, name, before[name], after[name]))
+                listed = (original.get(LISTED_VALUES, {}).get(name), restored.get(LISTED_VALUES, {}).get(name))
+                problems.append(_changed(section, name, before[name], after[name], listed))
     return problems
 
 
-def _changed(section: str, name: str, before: str, after: str) -> str:
+def _changed(section: str, name: str, before: str, after: str,
+             listed: tuple[str | None, str | None] = (None, None)) -> str:
+    shown = escape(name)
     if section == "tables":
         n_before, n_after = before.split(" rows ")[0], after.split(" rows ")[0]
         if n_before != n_after:
-            return f"postgres table {name}: {n_before} rows before, {n_after} after the restore"
-        return f"postgres table {name}: same {n_before} rows, but their content differs (a value was altered or lost)"
+            return f"postgres table {shown}: {n_before} rows before, {n_after} after the restore"
+        return f"postgres table {shown}: same {n_before} rows, but their content differs (a value was altered or lost)"
     if section in ("privileges", "default privileges"):
         lost = sorted(set(before.split(",")) - set(after.split(",")) - {""})
         gained = sorted(set(after.split(",")) - set(before.split(",")) - {""})
-        said = f"postgres {section}: {name} lost " + (", ".join(lost) or "nothing")
-        return said + (f" and gained {', '.join(gained)}" if gained else "") + " in the restore (grantee=privilege)"
+        said = f"postgres {section}: {shown} lost " + escape(", ".join(lost) or "nothing")
+        return said + (f" and gained {escape(', '.join(gained))}" if gained else "") + " in the restore (grantee=privilege)"
     if section == "binary values":
-        return (f"postgres column {name}: its values differ bit for bit after the restore ({before.split(' values ')[0]} "
-                f"before, {after.split(' values ')[0]} after) - a float or vector was rounded or altered on the way")
+        if listed[0] is not None and listed[1] is not None:
+            which = value_changes(listed[0], listed[1]) or "the same values, differently hashed"
+        else:
+            which = f"the column holds more than {LIST_MAX_VALUES} values or {LIST_MAX_HEX // 2} bytes, too many to list here"
+        return (f"postgres column {shown}: its values differ bit for bit after the restore ({before.split(' values ')[0]} "
+                f"before, {after.split(' values ')[0]} after): {which} - a float or vector was rounded or altered on the way")
     if section == "sequences":
-        return (f"postgres sequence {name}: last_value {before} before, {after} after the restore - the next insert "
-                "can collide with a restored row")
-    return f"postgres {section}: {name} differs after the restore ({before[:60]!r} -> {after[:60]!r})"
+        return (f"postgres sequence {shown}: last_value {escape(before)} before, {escape(after)} after the restore - the "
+                "next insert can collide with a restored row")
+    return f"postgres {section}: {shown} differs after the restore ({escape(repr(before[:60]))} -> {escape(repr(after[:60]))})"
+
+
+def value_changes(before: str, after: str, limit: int = EXAMPLES) -> str:
+    """What changed between two listings ("<send> <hex>,<hex>,..." from `binary_values`), in words:
+    where as many values went as came, they are paired in value order ("x (bits) became y (bits)"),
+    else the values lost and the values that appeared are listed; at most `limit` of each are
+    spelled out, then how many more. "" when both listings hold the same values."""
+    send_before, values_before = _listing(before)
+    send_after, values_after = _listing(after)
+    gone_count, came_count = Counter(values_before), Counter(values_after)
+    gone = sorted((gone_count - came_count).elements(), key=lambda h: _order(send_before, h))
+    came = sorted((came_count - gone_count).elements(), key=lambda h: _order(send_after, h))
+    if not gone and not came:
+        return ""
+    if len(gone) == len(came):
+        said = [_describe_change(send_before, send_after, b, a) for b, a in zip(gone[:limit], came[:limit], strict=True)]
+        lead = f"{len(gone)} values changed, e.g. " if len(gone) > 1 else ""
+        return lead + "; ".join(said) + _more(len(gone), limit)
+    parts = []
+    if gone:
+        parts.append(f"{_count(len(gone))} gone: " + "; ".join(describe_value(send_before, h) for h in gone[:limit])
+                     + _more(len(gone), limit))
+    if came:
+        parts.append(f"{_count(len(came))} new: " + "; ".join(describe_value(send_after, h) for h in came[:limit])
+                     + _more(len(came), limit))
+    return ", ".join(parts)
+
+
+def _listing(listing: str) -> tuple[str, list[str]]:
+    send, _, values = listing.rpartition(" ")  # hex holds no space; a quoted function name may
+    return send, [v for v in values.split(",") if v]
+
+
+def _count(n: int) -> str:
+    return f"{n} value" + ("" if n == 1 else "s")
+
+
+def _more(total: int, limit: int) -> str:
+    return f"; and {total - limit} more" if total > limit else ""
+
+
+#: struct formats of the scalar types whose bits are shown as numbers.
+_SCALARS = {"float8send": ">d", "float4send": ">f"}
+
+
+def _kind(send: str) -> str:
+    return send.rsplit(".", 1)[-1].strip('"')  # an extension's send function may be schema-qualified
+
+
+def _number(raw: bytes, fmt: str) -> str:
+    """The shortest decimal that reads back as exactly these bits (Python's repr for float8)."""
+    value = struct.unpack(fmt, raw)[0]
+    if fmt == ">d" or not math.isfinite(value):
+        return repr(value)
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if struct.pack(fmt, float(text)) == raw:
+            break
+    return text + (".0" if text.lstrip("-").isdigit() else "")
+
+
+def _vector(send: str, raw: bytes) -> tuple[str, str, list[tuple[str, bytes]]] | None:
+    """A pgvector value as (struct format, dimensions suffix, [(component label, its bits)]), or
+    None when `raw` is not one (another extension may name its send function alike)."""
+    kind = _kind(send)
+    if kind in ("vector_send", "halfvec_send") and len(raw) >= 4:
+        size = 4 if kind == "vector_send" else 2
+        dim = struct.unpack(">h", raw[:2])[0]
+        if dim >= 0 and len(raw) == 4 + size * dim:
+            return (">f" if size == 4 else ">e"), "", [(str(i), raw[4 + size * i:4 + size * (i + 1)]) for i in range(dim)]
+    if kind == "sparsevec_send" and len(raw) >= 12:
+        dim, nnz = struct.unpack(">ii", raw[:8])
+        if nnz >= 0 and len(raw) == 12 + 8 * nnz:
+            indices = struct.unpack(f">{nnz}i", raw[12:12 + 4 * nnz])
+            values = raw[12 + 4 * nnz:]
+            # Shown 1-based, as sparsevec's text form numbers them.
+            return ">f", f"/{dim}", [(str(j + 1), values[4 * k:4 * (k + 1)]) for k, j in enumerate(indices)]
+    return None
+
+
+def _vector_text(fmt: str, suffix: str, parts: list[tuple[str, bytes]], shown: int = 4) -> str:
+    if suffix:  # sparse: index:value pairs
+        items = [f"{label}:{_number(bits, fmt)}" for label, bits in parts[:shown]]
+        return "{" + ",".join(items) + (",..." if len(parts) > shown else "") + "}" + suffix
+    items = [_number(bits, fmt) for _, bits in parts[:shown]]
+    return "[" + ", ".join(items) + (f", ... ({len(parts)} dimensions)" if len(parts) > shown else "") + "]"
+
+
+def _order(send: str, hex_value: str) -> tuple:
+    """Sort key that pairs changed values in numeric order (what a rounding hop preserves)."""
+    fmt = _SCALARS.get(_kind(send))
+    try:
+        raw = bytes.fromhex(hex_value)
+        if fmt and len(raw) == struct.calcsize(fmt):
+            value = struct.unpack(fmt, raw)[0]
+            return (math.isnan(value), 0.0 if math.isnan(value) else value, hex_value)
+    except ValueError:
+        pass
+    return (False, 0.0, hex_value)
+
+
+def describe_value(send: str, hex_value: str) -> str:
+    """One value from its send form, for a verdict: a float as its shortest exact decimal with its
+    bits (`-0.0 (0x8000000000000000)`), a pgvector value as its leading components, anything else
+    as (clipped) hex."""
+    try:
+        raw = bytes.fromhex(hex_value)
+    except ValueError:
+        return escape(hex_value[:40])
+    fmt = _SCALARS.get(_kind(send))
+    if fmt and len(raw) == struct.calcsize(fmt):
+        return f"{_number(raw, fmt)} (0x{raw.hex()})"
+    vector = _vector(send, raw)
+    if vector:
+        return _vector_text(*vector)
+    return f"0x{raw.hex()[:32]}" + (f"... ({len(raw)} bytes)" if len(raw) > 16 else "")
+
+
+def _describe_change(send_before: str, send_after: str, before: str, after: str) -> str:
+    """"x became y"; for vectors of the same shape, also each changed component with its bits."""
+    said = f"{describe_value(send_before, before)} became {describe_value(send_after, after)}"
+    try:
+        old, new = _vector(send_before, bytes.fromhex(before)), _vector(send_after, bytes.fromhex(after))
+    except ValueError:
+        return said
+    if not old or not new or old[:2] != new[:2] or [p[0] for p in old[2]] != [p[0] for p in new[2]]:
+        return said
+    fmt = old[0]
+    changed = [(label, a, b) for (label, a), (_, b) in zip(old[2], new[2], strict=True) if a != b]
+    details = [f"{label}: {_number(a, fmt)} (0x{a.hex()}) -> {_number(b, fmt)} (0x{b.hex()})" for label, a, b in changed[:EXAMPLES]]
+    noun = "component" if len(changed) == 1 else "components"
+    return said + f" ({noun} {', '.join(details)}{_more(len(changed), EXAMPLES)})"
 
 
 def create_database(pg: PgTarget, name: str, template: str = "template0") -> None:

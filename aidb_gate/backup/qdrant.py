@@ -5,6 +5,11 @@ sha256 the server lists for it; the manifest records each collection's exact poi
 Restore uploads with `priority=snapshot`, because the default priority can restore an empty
 collection; it refuses a non-empty target collection unless forced. `fingerprint` reads every
 point (id, payload, vector) so a restore is judged by content.
+A collection name the server sends never becomes a path: each snapshot's file is the name
+percent-encoded to one safe component of at most 255 bytes (`core.names.encode_component`;
+plain names stay as they are), checked to lie in the backup's `qdrant/` folder before it is
+opened, and the manifest maps the real name to it. QDRANT_SNAPSHOT_TIMEOUT_S must be finite
+(`inf` and `nan` are refused), QDRANT_SNAPSHOT_MAX_BYTES a positive size.
 Every call goes through `aidb_gate.core.http` (no proxy, connect/read/total timeouts). A snapshot
 download stops at its deadline and at its size cap - the smaller of `max_snapshot_bytes` and the
 size Qdrant lists for it - and leaves no partial file. Any answer that is not what Qdrant sends
@@ -28,6 +33,7 @@ import requests
 
 from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
 from aidb_gate.core import http
+from aidb_gate.core.names import NAME_MAX, contained, encode_component, escape
 from aidb_gate.report import clip
 
 #: Environment variables a user sets when a collection's snapshot is bigger, or slower to move,
@@ -43,18 +49,25 @@ NOT_QDRANT = ("The Qdrant URL must be Qdrant's REST endpoint (port 6333 by defau
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+#: The longest duration a variable may set: finite, so that every deadline comes.
+MAX_DURATION_S = 30 * 86400.0
+
+
 def _env_size(var: str, default: int) -> int:
+    """A positive size from `var` (bytes, or a number with K, M, G or T), else `default`."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default
     found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", raw.upper())
     value = int(float(found.group(1)) * _UNITS[found.group(2)]) if found else 0
     if value <= 0:
-        raise BackupError(f"{var}={raw!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 500G).")
+        raise BackupError(f"{var}={escape(repr(raw))} is not a size: give bytes, or a number with K, M, G or T (e.g. 500G).")
     return value
 
 
 def _env_seconds(var: str, default: float) -> float:
+    """A finite, positive number of seconds (at most 30 days) from `var`, else `default`; `inf`, `nan`,
+    zero and negatives are a BackupError."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default
@@ -62,8 +75,10 @@ def _env_seconds(var: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise BackupError(f"{var}={raw!r} is not a number of seconds: give a positive number (e.g. 21600 for 6 hours).")
+    # `inf` and `nan` parse as floats; a deadline that never comes (or never compares) is no deadline.
+    if not (math.isfinite(value) and 0 < value <= MAX_DURATION_S):
+        raise BackupError(f"{var}={escape(repr(raw))} is not a number of seconds: give a finite, positive number of at "
+                          f"most {MAX_DURATION_S:g} (30 days), e.g. 21600 for 6 hours.")
     return value
 
 
@@ -84,19 +99,25 @@ class QdrantTarget:
 
     def request(self, method: str, path: str, *, deadline_s: float | None = None, **kwargs: Any) -> requests.Response:
         """One call, answered or a BackupError; `deadline_s` defaults to `timeout_s`, each read
-        waits at most `timeout_s`."""
+        waits at most `timeout_s`. A redirect is a BackupError naming its status and `Location`:
+        Qdrant never redirects, and following one would hand the API key (and an upload) to
+        wherever it points."""
         headers = kwargs.pop("headers", {})
         if self.api_key:
             headers["api-key"] = self.api_key
         url = self.url.rstrip("/") + path
         try:
-            return http.request(method, url, headers=headers, deadline_s=deadline_s or self.timeout_s,
+            resp = http.request(method, url, headers=headers, deadline_s=deadline_s or self.timeout_s,
                                 read_timeout_s=self.timeout_s, **kwargs)
         except (http.DeadlineExceeded, http.TooLarge) as err:
             raise BackupError(f"Qdrant at {http.shown(self.url)}: {err}") from None
         except requests.RequestException as err:
             raise BackupError(f"Qdrant at {http.shown(self.url)} did not answer {method} {path}: "
-                              f"{type(err).__name__}: {err}") from None
+                              f"{type(err).__name__}: {escape(err)}") from None
+        problem = http.redirect_problem(resp)
+        if problem:
+            raise BackupError(f"Qdrant {problem}")
+        return resp
 
     def result(self, method: str, path: str, **kwargs: Any) -> Any:
         """The `result` of a Qdrant answer; any other answer is a BackupError that says what to fix."""
@@ -111,15 +132,19 @@ class QdrantTarget:
 
 
 def refused(resp: requests.Response, what: str) -> str:
-    """`what answered <status>: <Qdrant's error, else the body's start>`, and what to fix, on one line."""
+    """`what answered <status>: <Qdrant's error, else the body's start>`, and what to fix, on one line
+    (for a redirect: its status and `Location`); text from the server is escaped."""
     try:
         body = resp.json()
     except ValueError:
         body = None
+    redirect = http.redirect_problem(resp)
+    if redirect:
+        return f"{what}: {redirect}"
     status = body.get("status") if isinstance(body, dict) else None
     error = status.get("error") if isinstance(status, dict) else None
-    ctype = resp.headers.get("content-type") or "no content type"
-    detail = clip(re.sub(r"\s+", " ", str(error)), 300) if error else f"{ctype}, {http.describe_body(resp)}"
+    ctype = escape(resp.headers.get("content-type") or "no content type")
+    detail = escape(clip(re.sub(r"\s+", " ", str(error)), 300)) if error else f"{ctype}, {http.describe_body(resp)}"
     if resp.status_code in (401, 403):
         hint = " Qdrant refused the API key: give the server's key (QDRANT_API_KEY or --qdrant-api-key-file)."
     elif "html" in ctype:
@@ -136,11 +161,28 @@ def seg(name: str) -> str:
 
 
 def collections(q: QdrantTarget) -> list[str]:
-    return sorted(c["name"] for c in q.result("GET", "/collections")["collections"])
+    """The server's collection names; an answer not shaped as Qdrant's (`{"collections": [{"name":
+    str}, ...]}`) is one BackupError, never a KeyError from deep inside a backup."""
+    listed = q.result("GET", "/collections")
+    items = listed.get("collections") if isinstance(listed, dict) else None
+    if not isinstance(items, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in items):
+        raise BackupError(f"GET /collections at {http.shown(q.url)} answered with a `result` that is not Qdrant's list of "
+                          f"collections (each an object with a string `name`). {NOT_QDRANT}")
+    return sorted(c["name"] for c in items)
+
+
+def not_qdrant(q: QdrantTarget, what: str, shape: str) -> BackupError:
+    """One paragraph for an answer whose JSON is not shaped as Qdrant's: what was asked, what Qdrant sends."""
+    return BackupError(f"{what} at {http.shown(q.url)} answered with a `result` that is not Qdrant's ({shape}). {NOT_QDRANT}")
 
 
 def count(q: QdrantTarget, name: str) -> int:
-    return int(q.result("POST", f"/collections/{seg(name)}/points/count", json={"exact": True})["count"])
+    """The exact number of points in collection `name`."""
+    result = q.result("POST", f"/collections/{seg(name)}/points/count", json={"exact": True})
+    found = result.get("count") if isinstance(result, dict) else None
+    if not isinstance(found, int) or isinstance(found, bool) or found < 0:
+        raise not_qdrant(q, f"counting the points of '{escape(name)}'", "an object with a whole `count` of 0 or more")
+    return found
 
 
 def version(q: QdrantTarget) -> str:
@@ -158,18 +200,30 @@ def snapshot_collection(q: QdrantTarget, name: str, folder: Path) -> dict[str, A
     begin = time.monotonic()
     points = count(q, name)
     desc = q.result("POST", f"/collections/{seg(name)}/snapshots", params={"wait": "true"})
+    if not (isinstance(desc, dict) and isinstance(desc.get("name"), str) and desc["name"]):
+        raise not_qdrant(q, f"creating a snapshot of '{escape(name)}'", "an object with the snapshot's `name`")
     snap = desc["name"]
-    listed = {s["name"]: s for s in q.result("GET", f"/collections/{seg(name)}/snapshots")}
-    entry = listed.get(snap) or desc
+    listing = q.result("GET", f"/collections/{seg(name)}/snapshots")
+    if not (isinstance(listing, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in listing)):
+        raise not_qdrant(q, f"listing the snapshots of '{escape(name)}'", "a list of objects, each with a string `name`")
+    entry = {s["name"]: s for s in listing}.get(snap) or desc
     server_sum = entry.get("checksum")
-    dest = folder / f"{name}.snapshot"
+    if server_sum is not None and not isinstance(server_sum, str):
+        raise not_qdrant(q, f"listing the snapshots of '{escape(name)}'", "a `checksum` that is a string")
+    # The name is the server's: encoded to one safe file name (the manifest maps the real name to it),
+    # with room left for the temporary name below, and checked to stay inside `folder` before any open.
+    try:
+        dest = contained(folder, encode_component(name, ".snapshot", limit=NAME_MAX - len("..partial")))
+    except ValueError as err:
+        raise BackupError(f"Qdrant collection '{escape(name)}': {err}") from None
     tmp = dest.with_name(f".{dest.name}.partial")
-    download(q, f"/collections/{seg(name)}/snapshots/{seg(snap)}", tmp, f"snapshot {snap} of {name}", entry.get("size"))
+    download(q, f"/collections/{seg(name)}/snapshots/{seg(snap)}", tmp, f"snapshot '{escape(snap)}' of '{escape(name)}'",
+             entry.get("size"))
     tmp.replace(dest)
     digest = sha256_file(dest)
     if server_sum and digest != server_sum:
-        raise BackupError(f"{dest}: sha256 {digest[:16]}... differs from the checksum Qdrant lists for {snap} "
-                          f"({server_sum[:16]}...): the download is damaged")
+        raise BackupError(f"{escape(dest)}: sha256 {digest[:16]}... differs from the checksum Qdrant lists for "
+                          f"'{escape(snap)}' ({escape(server_sum[:16])}...): the download is damaged")
     q.request("DELETE", f"/collections/{seg(name)}/snapshots/{seg(snap)}")  # the server's copy is not the backup
     return {"file": f"qdrant/{dest.name}", "sha256": digest, "size": dest.stat().st_size, "points": points,
             "server_checksum": server_sum, "snapshot": snap, "duration_s": round(time.monotonic() - begin, 3)}
@@ -177,7 +231,9 @@ def snapshot_collection(q: QdrantTarget, name: str, folder: Path) -> dict[str, A
 
 def download(q: QdrantTarget, path: str, dest: Path, what: str, listed_size: Any = None) -> None:
     """GET `path` into `dest` (created private) within `q.snapshot_timeout_s`, stopping past
-    `q.max_snapshot_bytes` or the size Qdrant lists; on any failure `dest` is removed."""
+    `q.max_snapshot_bytes` or the size Qdrant lists; on any failure `dest` is removed. Any answer
+    but 200 (a redirect included: it is not followed, and its body is never written) is a
+    BackupError naming the status (and `Location`)."""
     listed = listed_size if isinstance(listed_size, int) and not isinstance(listed_size, bool) and listed_size > 0 else None
     cap = min(q.max_snapshot_bytes, listed) if listed is not None else q.max_snapshot_bytes
     try:
@@ -199,8 +255,8 @@ def download(q: QdrantTarget, path: str, dest: Path, what: str, listed_size: Any
                                   f"{q.snapshot_timeout_s:g} s; the partial file was removed. If the snapshot is big and "
                                   f"the link slow, allow more time: {SNAPSHOT_TIMEOUT_VAR}=21600 (seconds).") from None
             except requests.RequestException as err:
-                raise BackupError(f"downloading {what} from {http.shown(q.url)} failed: {type(err).__name__}: {err}; "
-                                  "the partial file was removed.") from None
+                raise BackupError(f"downloading {what} from {http.shown(q.url)} failed: {type(err).__name__}: "
+                                  f"{escape(err)}; the partial file was removed.") from None
         if resp.status_code != 200:
             raise BackupError(refused(resp, f"downloading {what}"))
     except BaseException:
@@ -209,24 +265,54 @@ def download(q: QdrantTarget, path: str, dest: Path, what: str, listed_size: Any
 
 
 def backup(q: QdrantTarget, folder: Path) -> dict[str, Any]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Snapshot every collection into `folder` (made here, inside the backup; never a link), one
+    file per collection named by `encode_component` - a name the server sends never becomes a
+    path of its own - and return the manifest's `qdrant` part, which maps each real name to its file."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError as err:
+        raise BackupError(f"cannot create {escape(folder)} ({err.strerror}): the backup folder must be writable.") from None
+    if folder.is_symlink() or not folder.is_dir():
+        raise BackupError(f"{escape(folder)} is a link or no folder: something else wrote into the backup while it was "
+                          "taken; take it again into a new folder.")
     begin = time.monotonic()
-    entries = {name: snapshot_collection(q, name, folder) for name in collections(q)}
+    names = collections(q)
+    odd = [name for name in names if not isinstance(name, str) or not name]
+    if odd:
+        raise BackupError(f"Qdrant at {http.shown(q.url)} lists a collection named {escape(repr(odd[0]))}, which is not a "
+                          f"collection name. {NOT_QDRANT}")
+    entries = {name: snapshot_collection(q, name, folder) for name in names}
     return {"url": q.url, "version": version(q), "collections": entries, "duration_s": round(time.monotonic() - begin, 3)}
 
 
 def restore_collection(q: QdrantTarget, name: str, path: Path, force: bool = False, priority: str = "snapshot") -> float:
-    """Upload a snapshot into collection `name`; refuses a collection that holds points unless forced."""
+    """Upload a snapshot into collection `name`; refuses a collection that holds points unless forced.
+
+    Succeeds only on Qdrant's documented answer to an upload with `wait=true`: 200 with
+    `"result": true`. Anything else - a redirect (never followed, so neither the key nor the
+    snapshot goes elsewhere), 202, 204, a page - is a BackupError naming the status."""
     if name in collections(q) and count(q, name) > 0 and not force:
-        raise BackupError(f"refusing to restore {path} into Qdrant collection {name} at {http.shown(q.url)}: it holds "
-                          f"{count(q, name)} points. Restore into a fresh Qdrant, or pass --force to replace it.")
+        raise BackupError(f"refusing to restore {escape(path)} into Qdrant collection '{escape(name)}' at "
+                          f"{http.shown(q.url)}: it holds {count(q, name)} points. Restore into a fresh Qdrant, or pass "
+                          "--force to replace it.")
     begin = time.monotonic()
-    with path.open("rb") as fh:
+    # Verify refused links; O_NOFOLLOW keeps a link swapped in since then from being uploaded.
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
         resp = q.request("POST", f"/collections/{seg(name)}/snapshots/upload", deadline_s=q.snapshot_timeout_s,
                          params={"priority": priority, "wait": "true"},
                          files={"snapshot": (path.name, fh, "application/octet-stream")})
-    if resp.status_code >= 300:
-        raise BackupError(f"{path}: Qdrant refused the snapshot upload into {name}: " + refused(resp, "the upload"))
+    where = f"{escape(path)}: the snapshot upload into Qdrant collection '{escape(name)}'"
+    if resp.status_code != 200:
+        raise BackupError(f"{where} did not succeed: {refused(resp, 'the upload')} Qdrant answers 200 with "
+                          "`\"result\": true` once the snapshot is restored; nothing else counts as restored.")
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not (isinstance(body, dict) and body.get("result") is True):
+        ctype = escape(resp.headers.get("content-type") or "no content type")
+        raise BackupError(f"{where} at {http.shown(resp.url)} answered 200 with {ctype} ({http.describe_body(resp)}), "
+                          f"not Qdrant's `\"result\": true`, so nothing says the collection was restored. {NOT_QDRANT}")
     return time.monotonic() - begin
 
 

@@ -1,7 +1,7 @@
 """backup.targets: the data adapters of running dependencies, chosen by their plug-in's `DATA`.
 
 Guarantees: a dependency whose plug-in has data gets its adapter - Postgres through `exec` in its
-own container (client = server version) and a DSN from the host, Qdrant through REST from the
+own container (client = server version), through the engine's API, never a CLI and a DSN from the host, Qdrant through REST from the
 host - with the credentials its plug-in offers; a dependency without data gets none. Nothing is
 chosen by a dependency's name, so a compose service called `db` is found as Postgres.
 """
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
-from aidb_gate.errors import GateError
 from aidb_gate.services import Dependency, plugin
 
 if TYPE_CHECKING:
@@ -20,14 +19,12 @@ if TYPE_CHECKING:
 
 
 def pg_target(engine: Engine, dep: Dependency) -> PgTarget:
-    """The Postgres data adapter of a running dependency (exec in its container, DSN from the host)."""
-    if engine.cli is None:
-        raise GateError(f"Backups run `{engine.kind} exec` in the Postgres container, and `{engine.kind}` is not on PATH.",
-                        stage="backup")
+    """The Postgres data adapter of a running dependency: commands exec'd in its container through the
+    engine's API (no CLI needed), queries over a DSN from the host."""
     user, db = dep.extra["user"], dep.extra["db"]
     dsn = (f"host={dep.host} port={dep.host_port} user={user} password={dep.secrets.get('password', '')} "
            "connect_timeout=10")
-    return PgTarget(engine.cli, dep.container_id, user, db, env=engine.env(), dsn=dsn)
+    return PgTarget(engine.cli or engine.kind, dep.container_id, user, db, env=engine.env(), dsn=dsn, engine=engine)
 
 
 def qdrant_target(dep: Dependency) -> QdrantTarget:

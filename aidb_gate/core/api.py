@@ -8,8 +8,11 @@ labelled with the run and removed whatever happens.
 from __future__ import annotations
 
 import contextlib
+import tarfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
 
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
@@ -133,3 +136,70 @@ def top(engine: Engine, container_id: str) -> str:
         return f"(process list unavailable: {err})"
     rows = [table.get("Titles", []), *table.get("Processes", [])]
     return "\n".join("  ".join(str(c) for c in row) for row in rows)
+
+
+def exec_to(engine: Engine, container_id: str, argv: list[str], out: IO[bytes], *, timeout_s: float,
+            user: str | None = None) -> tuple[int, str]:
+    """Run argv inside a running container through the engine's API, its stdout streamed into
+    `out` (a dump of any size needs no memory): (exit code, stderr). The whole call ends by
+    `timeout_s`: a command still running then is abandoned with a GateError (the exec goes with
+    its container). Works the same on Podman and Docker, local or remote: nothing runs a CLI."""
+    begin = time.monotonic()
+    errors = bytearray()
+    with contextlib.closing(engine.docker_client(max(1, int(min(timeout_s, CALL_TIMEOUT_S))))) as api:
+        low = api.api
+        exec_id = low.exec_create(container_id, argv, stdout=True, stderr=True, user=user or "")["Id"]
+        try:
+            for stdout, stderr in low.exec_start(exec_id, stream=True, demux=True):
+                if stdout:
+                    out.write(stdout)
+                if stderr and len(errors) < STDERR_KEPT:
+                    errors += stderr[: STDERR_KEPT - len(errors)]
+                if time.monotonic() - begin > timeout_s:
+                    raise TimeoutError
+        except Exception as err:
+            if time.monotonic() - begin < timeout_s and not isinstance(err, TimeoutError):
+                raise
+            raise GateError(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} was still running after "
+                            f"{timeout_s:g} s and was abandoned.") from None
+        code = _exit_code(low, exec_id, begin, timeout_s)
+    return code, errors.decode("utf-8", errors="replace")
+
+
+#: How much of a command's stderr is kept for its error message.
+STDERR_KEPT = 64 << 10
+
+
+def _exit_code(low: Any, exec_id: str, begin: float, timeout_s: float) -> int:
+    """The exec's exit code; an engine may report it a moment after the output stream closes."""
+    while True:
+        info = low.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        if time.monotonic() - begin > timeout_s:
+            raise GateError(f"exec {exec_id[:12]} reported no exit code within {timeout_s:g} s.")
+        time.sleep(0.05)
+
+
+def put_file(engine: Engine, container_id: str, src: Path, folder: str, name: str, *, mode: int = 0o644,
+             timeout_s: float = CALL_TIMEOUT_S) -> str:
+    """Copy one host file into a running container as `folder/name` through the engine's API,
+    streamed as a one-member tar (no second copy on disk, none in memory); returns its path there."""
+    size = src.stat().st_size
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, int(time.time())
+
+    def chunks() -> Iterator[bytes]:
+        yield info.tobuf(format=tarfile.GNU_FORMAT)
+        sent = 0
+        with src.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                sent += len(block)
+                yield block
+        if sent != size:
+            raise GateError(f"{src} changed size while it was copied into container {container_id[:12]}.")
+        yield b"\0" * (-size % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
+
+    with contextlib.closing(engine.docker_client(max(1, int(timeout_s)))) as api:
+        api.api.put_archive(container_id, folder, chunks())
+    return f"{folder.rstrip('/')}/{name}"

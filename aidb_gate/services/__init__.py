@@ -41,7 +41,7 @@ from typing import Any
 
 from aidb_gate.compose import Healthcheck, repository
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.container import LOOPBACK, LogFollower, client_kw, host_port, publish_on_loopback
+from aidb_gate.core.container import LogFollower, client_kw, host_port, publish, reach
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
@@ -140,7 +140,7 @@ class Dependency:
 
     @property
     def host(self) -> str:
-        return LOOPBACK
+        return reach().host
 
     @property
     def host_port(self) -> int:
@@ -175,7 +175,7 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
     container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),
                                 name=run.name(role), docker_client_kw=client_kw(), **attach, **runtime)
     if dep.port:
-        publish_on_loopback(container, dep.port)
+        publish(container, dep.port)
     begin = time.monotonic()
     log_path = log_dir / f"{role}.log"
     try:
@@ -206,8 +206,11 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
     (start_period + retries x interval), so a check that never passes fails as soon as it would
     in production, and one that passes late but within that time is not failed."""
     dep, container = dependency.config, dependency.container
+    address = _AddressWatch(dependency)
     result = poll_until(lambda: kind.is_ready(dependency), READY_DEADLINE_S, interval_s=0.25,
-                        stop=lambda: _stopped(container))
+                        stop=lambda: _stopped(container) or address.problem())
+    if address.verdict:
+        raise GateError(address.verdict, stage="engine")
     problem = "" if result.ok else (f"its readiness check did not pass within {READY_DEADLINE_S:.0f} s "
                                     f"({result.last_error or 'no answer'})")
     hc: Healthcheck | None = dep.healthcheck
@@ -223,6 +226,53 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
         tail = clip(dependency.log.snapshot(), 2000, tail=True)
         raise GateError(f"The {dependency.name} dependency ({dependency.image.ref}, {dependency.image.source}) did not "
                         f"become ready: {problem}. Its log ends with:\n{tail or '(no output)'}", stage="dependencies")
+
+
+class _AddressWatch:
+    """While a dependency is not ready, checks now and then that its published address reaches it:
+    a refused or silent address while the server listens inside its container is the engine's
+    address (or a stale rule capturing the port), said at once instead of after the whole wait."""
+
+    #: The first look, the pause between looks, and how long the address must keep failing while
+    #: the server listens. Podman on a loaded 2-core machine was seen refusing a published port for
+    #: 2-5 s after the server inside listened (its port forwarding lags the start): a wrong or
+    #: captured address fails for ever, so the verdict waits 20 s, not the whole 120 s deadline.
+    FIRST_S, EVERY_S, HOLD_S = 2.0, 2.0, 20.0
+
+    def __init__(self, dependency: Dependency):
+        self.dependency = dependency
+        self.begin = time.monotonic()
+        self.next_at = self.begin + self.FIRST_S
+        self.since: float | None = None
+        self.verdict = ""
+
+    def problem(self) -> str | None:
+        import socket
+
+        from aidb_gate.core.container import listening_inside, unreachable_address
+
+        dep = self.dependency
+        if not dep.config.port or time.monotonic() < self.next_at:
+            return None
+        self.next_at = time.monotonic() + self.EVERY_S
+        try:
+            with socket.create_connection((dep.host, dep.host_port), timeout=2):
+                self.since = None
+                return None  # the address answers: whatever is not ready yet is the dependency's own
+        except OSError as err:
+            said = err.strerror or type(err).__name__
+        except Exception:  # no published port yet: the engine has not finished starting it
+            return None
+        if not listening_inside(dep.container.get_wrapped_container(), dep.config.port):
+            self.since = None
+            return None
+        self.since = self.since or time.monotonic()
+        if time.monotonic() - self.since < self.HOLD_S:
+            return None
+        from aidb_gate.core.container import reach
+
+        self.verdict = unreachable_address(dep.name, reach(), dep.host_port, dep.config.port, said)
+        return self.verdict
 
 
 def tcp_answers(dependency: Dependency) -> bool:

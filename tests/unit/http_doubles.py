@@ -237,3 +237,92 @@ def trickle(h: BaseHTTPRequestHandler, size: int, pause_s: float, byte: bytes = 
         h.wfile.write(byte)
         h.wfile.flush()
         time.sleep(pause_s)
+
+
+# -- hostile servers: redirectors, tricklers, endless bodies (issue 20, items 4 and 5) -----------
+
+class Recorder:
+    """A server that records every request it receives - (method, path, headers, body length) in
+    `requests` - and answers 200 with a Qdrant-like `{"result": true}`: the "other host" a
+    redirect points at, which must never hear from the gate."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], int]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self) -> Iterator[str]:
+        recorder = self
+
+        def respond(h: BaseHTTPRequestHandler) -> None:
+            length = drain(h)
+            with recorder._lock:
+                recorder.requests.append((h.command, h.path, dict(h.headers.items()), length))
+            answer(h, 200, {"status": "ok", "result": True, "time": 0.0})
+
+        with serving(handler_from(respond)) as url:
+            yield url
+
+
+def drain(h: BaseHTTPRequestHandler) -> int:
+    """Read the request's body (by its Content-Length) and return its length."""
+    length = int(h.headers.get("Content-Length") or 0)
+    left = length
+    while left > 0:
+        got = h.rfile.read(min(left, 1 << 20))
+        if not got:
+            break
+        left -= len(got)
+    return length
+
+
+def redirect(h: BaseHTTPRequestHandler, status: int, location: str, body: bytes = b"") -> None:
+    """Answer `status` with `Location: location` (its UTF-8 bytes, unchecked, as a hostile server
+    may send them) after reading the request's body."""
+    drain(h)
+    h.wfile.write(b"HTTP/1.0 %d Redirect\r\nLocation: %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                  % (status, location.encode("utf-8"), len(body), body))
+    h.close_connection = True
+
+
+def endless_redirect(h: BaseHTTPRequestHandler, status: int, location: str, sent: list[int],
+                     limit: int = 128 << 20) -> None:
+    """Answer `status` with a Location and a body without length that goes on until the client
+    hangs up (or `limit` bytes, so a client that reads it all cannot take the test's memory);
+    appends the bytes it managed to send to `sent`."""
+    drain(h)
+    h.send_response(status)
+    h.send_header("Location", location)
+    h.send_header("Content-Type", "text/html")
+    h.end_headers()
+    chunk = b"<p>this page has moved</p>\n" * 2048
+    count = 0
+    try:
+        while count < limit:
+            h.wfile.write(chunk)
+            count += len(chunk)
+    finally:
+        sent.append(count)
+
+
+def trickle_bytes(h: BaseHTTPRequestHandler, data: bytes, pause_s: float) -> None:
+    """Write `data` straight to the socket one byte at a time, `pause_s` apart: each byte comes
+    well within any read timeout, so only a deadline on the whole exchange stops the client."""
+    for i in range(len(data)):
+        h.wfile.write(data[i:i + 1])
+        h.wfile.flush()
+        time.sleep(pause_s)
+
+
+def trickle_status_line(h: BaseHTTPRequestHandler, pause_s: float = 0.5) -> None:
+    """A status line of ~200 bytes, one byte per `pause_s` (100 s at 0.5 s)."""
+    drain(h)
+    trickle_bytes(h, b"HTTP/1.1 200 " + b"O" * 190 + b"K\r\n", pause_s)
+
+
+def trickle_headers(h: BaseHTTPRequestHandler, pause_s: float = 0.5) -> None:
+    """A prompt status line, then a header of ~200 bytes one byte per `pause_s`, then a 200's end."""
+    drain(h)
+    h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    trickle_bytes(h, b"X-Slow: " + b"a" * 190 + b"\r\n", pause_s)
+    h.wfile.write(b'Content-Length: 16\r\n\r\n{"result": true}')

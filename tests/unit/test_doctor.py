@@ -197,14 +197,25 @@ class _FakeClient:
         self.closed = True
 
 
-def test_no_local_image_is_a_note_not_an_error_and_the_run_is_swept_by_label():
+def test_no_local_image_names_the_checks_it_could_not_run_never_all_good_and_the_run_is_swept_by_label():
     from aidb_gate.core.run import RUN_LABEL, Run
 
     client, run, report = _FakeClient(), Run(id="doctor-unit"), doc.Report()
-    engine = type("E", (), {"docker_client": lambda self, timeout=60: client})()
+    engine = type("E", (), {"docker_client": lambda self, timeout=60: client, "docker_host": "unix:///fake.sock"})()
     doc.check_network(engine, run, report)
-    assert report.ok
-    assert "network check skipped" in report.lines[0] and "make gate" in report.lines[0]
+    assert report.ok and report.skipped == ["build", "network", "exec", "published port"]
+    assert "network check could not run" in report.lines[1] and "make gate" in report.lines[1]
+    assert "all good" not in report.verdict and "could not run" in report.verdict and report.exit_code == 3
     by_label = {"label": f"{RUN_LABEL}=doctor-unit"}
     assert client.closed and client.filters == {"containers": by_label, "networks": by_label, "volumes": by_label}
     assert not any(line.startswith("--  could not remove") for line in report.lines), report.lines
+
+
+def test_verdict_is_all_good_only_when_every_check_ran_and_passed():
+    report = doc.Report()
+    report.good("engine")
+    assert (report.verdict, report.exit_code) == ("doctor: all good", 0)
+    report.skip("published port", "no image")
+    assert report.exit_code == 3 and "all good" not in report.verdict
+    report.error("network: refused.")
+    assert report.exit_code == 1 and "fix the ERR lines" in report.verdict

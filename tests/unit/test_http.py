@@ -13,6 +13,7 @@ import io
 import json
 import re
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def _silent(h) -> None:
 def test_the_deadline_bounds_a_server_that_never_answers():
     with serving(handler_from(_silent)) as url:
         begin = time.monotonic()
-        with pytest.raises(http.DeadlineExceeded, match="before the answer began"):
+        with pytest.raises(http.DeadlineExceeded, match="before the status line and headers were in"):
             http.request("GET", url, deadline_s=0.5)
     assert time.monotonic() - begin < 1.5
 
@@ -238,3 +239,64 @@ def test_no_module_but_core_http_speaks_http_directly():
                  for hit in direct_http(path.read_text())]
     assert not offenders, ("these call an HTTP client directly; use aidb_gate.core.http.request (no proxy, deadlines): "
                            + ", ".join(offenders))
+
+
+# -- no redirect followed, every body capped, one deadline per exchange (issue 20) -------------
+# (the hostile servers themselves are in tests/unit/test_http_hostile.py)
+
+def test_the_session_follows_no_redirect_and_a_caller_cannot_ask_it_to():
+    with pytest.raises(TypeError, match="no redirect is followed"):
+        http.request("GET", "http://127.0.0.1:9", deadline_s=1, allow_redirects=True)
+    s = http.session()
+    assert all(isinstance(s.get_adapter(p), http._Adapter) for p in ("http://x", "https://x"))
+
+    def moved(h) -> None:
+        answer(h, 302, b"", "text/plain", headers={"Location": "/elsewhere"})
+
+    with serving(handler_from(moved)) as url:
+        resp = s.request("GET", url, timeout=5)  # even a direct use of the session: nothing followed, nothing read
+    assert resp.status_code == 302 and resp.history == [] and resp.next is None
+    s.close()
+
+
+def test_a_body_kept_in_memory_is_capped_even_without_max_bytes(monkeypatch):
+    monkeypatch.setattr(http, "MAX_BODY_BYTES", 1 << 20)
+    with serving(handler_from(_big)) as url:
+        for path in ("/ok", "/fail"):  # an error body too
+            with pytest.raises(http.TooLarge, match="more than 1048576 bytes"):
+                http.request("GET", url + path, deadline_s=10, max_bytes=None)
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive: the first request is answered at once, every later one on the
+    same connection trickles its headers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        served = getattr(self, "served", 0)
+        self.served = served + 1
+        if served == 0:
+            answer(self, 200, {"n": 1})
+            return
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(40):
+            try:
+                self.wfile.write(b"X-Slow: 1\r\n")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.25)
+
+
+def test_the_deadline_also_holds_on_a_connection_reused_from_the_pool():
+    with serving(_KeepAlive) as url, http.session() as s:
+        assert http.request("GET", url, deadline_s=5, using=s).json() == {"n": 1}
+        begin = time.monotonic()
+        raised = outcome(lambda: http.request("GET", url, deadline_s=1, read_timeout_s=30, using=s), 8)
+        took = time.monotonic() - begin
+    assert isinstance(raised, http.DeadlineExceeded), raised
+    assert took < 5, took

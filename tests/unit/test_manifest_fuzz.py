@@ -363,7 +363,7 @@ def test_verify_and_restore_accept_or_refuse_clearly_and_change_nothing(unreacha
     (FOUND[4], "postgres.dump: missing"),
     (FOUND[5], "is a symlink, folder, FIFO or device, not the file a backup writes"),
     (FOUND[6], "`postgres.sha256` ('a\\nb') holds a control character"),
-    (FOUND[7], "the snapshot of docs is not a readable tar archive (Corrupt input data)"),
+    (FOUND[7], "the snapshot of docs is not a readable tar archive (the file is xz-compressed, not a plain tar archive"),
     ({"files": {}, "manifest": {"format": 1, "postgres": _listed("sql", format="plain.bz2")}},
      "`postgres.format` is 'plain.bz2'; a dump is one of custom, plain, plain.gz"),
 ])

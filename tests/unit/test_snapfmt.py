@@ -15,13 +15,10 @@ import io
 import json
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -29,17 +26,41 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from aidb_gate.backup import archive as gate_archive
+from tests.unit.crafted import sparse_file, time_limit
+
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "fixtures/images/qdrant-api"
 SNAPFMT = RECIPE / "snapfmt.py"
 
 
+#: What snapfmt imports as `archive`: the image build copies the gate's strict reader next to it.
+GATE_ARCHIVE = ROOT / "aidb_gate/backup/archive.py"
+#: The same load, as code for a child process (which has nothing else to protect in sys.modules).
+LOAD = ("import importlib.util, sys\n"
+        "from aidb_gate.backup import archive\n"
+        "sys.modules['archive'] = archive\n"
+        f"spec = importlib.util.spec_from_file_location('snapfmt', {str(SNAPFMT)!r})\n"
+        "snapfmt = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(snapfmt)\n")
+
+
 def _load_snapfmt() -> ModuleType:
-    """snapfmt.py by its path, without putting the recipe folder (and its server.py) on sys.path."""
+    """snapfmt.py by its path, without putting the recipe folder (and its server.py) on sys.path;
+    its `import archive` gets the gate's aidb_gate/backup/archive.py (the file the image build
+    copies next to it), registered under that name only while snapfmt loads."""
     spec = importlib.util.spec_from_file_location("snapfmt", SNAPFMT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    before = sys.modules.get("archive")
+    sys.modules["archive"] = gate_archive
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            del sys.modules["archive"]
+        else:
+            sys.modules["archive"] = before
     return module
 
 
@@ -56,15 +77,6 @@ GNU_TAR = shutil.which("tar")
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _sparse(path: Path, size: int, chunks: dict[int, bytes]) -> None:
-    """A file of `size` bytes, zero (holes) but for `chunks` {offset: bytes}."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.truncate(size)
-        for offset, data in chunks.items():
-            fh.seek(offset)
-            fh.write(data)
 
 
 def make_collection(folder: Path) -> Path:
@@ -83,14 +95,14 @@ def make_collection(folder: Path) -> Path:
     (seg1 / "payload_index").mkdir(parents=True)  # an empty folder is kept too
     (seg1 / "segment.json").write_text('{"version": 3, "config": {}}')
     (seg1 / "small.bin").write_bytes(bytes(range(256)) * 5 + b"tail")  # 1284 bytes: not a multiple of 512
-    _sparse(seg1 / "vectors/chunk_0.mmap", 4 * MiB, {0: b"\x01" * 4096, 3 * MiB + 7: b"vec"})
-    _sparse(folder / "0/segments" / UUID2 / LONG_NAME, 2 * MiB, {MiB + 1: b"long"})
-    _sparse(folder / "0/wal/open-1", 32 * MiB, {1: b"\x7f", 4097 * 3 + 5: b"abc", 12_345_677: b"\xff" * 10,
+    sparse_file(seg1 / "vectors/chunk_0.mmap", 4 * MiB, {0: b"\x01" * 4096, 3 * MiB + 7: b"vec"})
+    sparse_file(folder / "0/segments" / UUID2 / LONG_NAME, 2 * MiB, {MiB + 1: b"long"})
+    sparse_file(folder / "0/wal/open-1", 32 * MiB, {1: b"\x7f", 4097 * 3 + 5: b"abc", 12_345_677: b"\xff" * 10,
                                                  32 * MiB - 1: b"!"})
-    _sparse(folder / "0/wal/open-2", 32 * MiB, {i * MiB + 513 * i + 1: bytes([i + 1]) * (i + 1) for i in range(30)})
+    sparse_file(folder / "0/wal/open-2", 32 * MiB, {i * MiB + 513 * i + 1: bytes([i + 1]) * (i + 1) for i in range(30)})
     (folder / "0/wal/first-index").write_bytes(b"\x00" * 7 + b"\x01")
     (folder / "0/wal/empty").write_bytes(b"")
-    _sparse(folder / "0/wal/all-hole", MiB, {})
+    sparse_file(folder / "0/wal/all-hole", MiB, {})
     return folder
 
 
@@ -187,19 +199,6 @@ NEGATIVE_256 = valid_prefix() + raw_header("0/wal/x", fields={124: b"\xff" * 11 
 
 
 
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """A TimeoutError instead of a hang (SIGALRM: pytest and its xdist workers run tests in the main thread)."""
-    def on_alarm(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {seconds} s: the reader hangs")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Scene:
@@ -236,17 +235,23 @@ class Scene:
 # --------------------------------------------------------------------------- the module itself
 
 
-def test_snapfmt_imports_only_the_standard_library():
-    """snapfmt runs wherever Python does: it imports nothing but the standard library (no qdrant_edge)."""
+def _imports(path: Path) -> set[str]:
     imported = set()
-    for node in ast.walk(ast.parse(SNAPFMT.read_text())):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "a relative import"
+            assert node.level == 0, f"a relative import in {path.name}"
             imported.add((node.module or "").split(".")[0])
-    foreign = {m for m in imported if m not in sys.stdlib_module_names and m != "__future__"}
-    assert not foreign, f"snapfmt imports {foreign}"
+    return {m for m in imported if m not in sys.stdlib_module_names and m != "__future__"}
+
+
+def test_snapfmt_imports_only_the_standard_library_and_the_gates_reader():
+    """snapfmt runs wherever Python does: it imports nothing but the standard library (no qdrant_edge)
+    and `archive`, the gate's strict reader, which imports the standard library only."""
+    assert _imports(SNAPFMT) == {"archive"}
+    assert _imports(GATE_ARCHIVE) == set()
+    assert snapfmt.archive.__file__ == str(GATE_ARCHIVE)
 
 
 # --------------------------------------------------------------------------- writing and reading back
@@ -302,7 +307,7 @@ def test_data_regions_cover_every_nonzero_byte_on_block_boundaries(tmp_path):
     512-byte boundaries, are sorted and disjoint, and stay within the file."""
     path = tmp_path / "f"
     chunks = {1: b"a", 70_000: b"bb", 3 * MiB + 511: b"c", 5 * MiB - 3: b"end"}
-    _sparse(path, 5 * MiB, chunks)
+    sparse_file(path, 5 * MiB, chunks)
     with open(path, "rb") as fh:
         regions = snapfmt.data_regions(fh.fileno(), 5 * MiB)
     previous_end = 0
@@ -406,8 +411,8 @@ def small_snapshot(tmp_path_factory) -> bytes:
     (folder / "config.json").write_text('{"params": {"vectors": {"size": 2, "distance": "Euclid"}}}')
     (folder / "payload_index.json").write_text('{"schema": {}}')
     (folder / "0/segments" / UUID1 / "segment.json").write_text('{"version": 1}')
-    _sparse(folder / "0/segments" / UUID1 / "chunk", 64 * 1024, {100: b"v" * 40, 40_000: b"w"})
-    _sparse(folder / "0/wal/open-1", 128 * 1024, {0: b"first", 70_000: b"second", 128 * 1024 - 2: b"zz"})
+    sparse_file(folder / "0/segments" / UUID1 / "chunk", 64 * 1024, {100: b"v" * 40, 40_000: b"w"})
+    sparse_file(folder / "0/wal/open-1", 128 * 1024, {0: b"first", 70_000: b"second", 128 * 1024 - 2: b"zz"})
     (folder / "0/wal/first-index").write_bytes(b"\1\0\0\0")
     snap = folder.parent / "s.snapshot"
     snapfmt.write_snapshot(str(snap), str(folder))
@@ -433,9 +438,9 @@ def test_not_a_tar_is_refused(tmp_path, blob):
 
 
 def test_a_compressed_snapshot_is_refused(tmp_path, small_snapshot):
-    """Snapshots are plain tars: a gzipped one is not read (mode r: does not guess compression)."""
+    """Snapshots are plain tars: a gzipped one is refused by its magic bytes, nothing decompressed."""
     scene = Scene(tmp_path, gzip.compress(small_snapshot))
-    scene.refused("not a readable tar")
+    scene.refused("gzip-compressed, not a plain tar archive")
     assert not scene.dest.exists()
 
 
@@ -646,10 +651,8 @@ def test_negative_member_size_is_refused_not_looped_on(tmp_path):
     """A member size of -512 must be refused promptly, not loop in getmembers() (run in a child, killed after 3 s)."""
     snap = tmp_path / "neg.snapshot"
     snap.write_bytes(NEGATIVE_512)
-    code = ("import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('snapfmt', {str(SNAPFMT)!r})\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "try:\n    m.extract(sys.argv[1], sys.argv[2])\nexcept m.SnapshotFormatError:\n    print('refused')\n")
+    code = LOAD + ("try:\n    snapfmt.extract(sys.argv[1], sys.argv[2])\n"
+                   "except snapfmt.SnapshotFormatError:\n    print('refused')\n")
     try:
         done = subprocess.run([sys.executable, "-c", code, str(snap), str(tmp_path / "dest")],
                               capture_output=True, text=True, timeout=3, check=False)
@@ -698,7 +701,7 @@ def test_crafted_truncated_inside_a_sparse_extension_block(tmp_path):
     (folder / "0/wal").mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "0/segments/s/f").write_text("seg")
-    _sparse(folder / "0/wal/open-1", 8 * MiB, {i * MiB: b"d" for i in range(8)})  # 8 regions: one extension block
+    sparse_file(folder / "0/wal/open-1", 8 * MiB, {i * MiB: b"d" for i in range(8)})  # 8 regions: one extension block
     snap = tmp_path / "s.snapshot"
     snapfmt.write_snapshot(str(snap), str(folder))
     with tarfile.open(snap) as tar:
