@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: gate test setup engine images lint unit selftest p1 p2 bench clean doctor chromium tools tox
+.PHONY: gate test setup engine images lint unit selftest p1 p2 engines docker-engine bench clean doctor chromium tools tox
 
 # The venv's bin first: the self-tests' backup scripts call pg_dump and psql as production's do,
 # and install-tools.sh puts PostgreSQL 18's there (Debian 12's 15 refuses an 18 server).
@@ -18,7 +18,7 @@ gate: doctor setup
 	$(BIN)/pytest -m p1 suites; status=$$?; \
 	  echo "[aidb-gate] reports: $(CURDIR)/reports/gate.html and $(CURDIR)/reports/junit.xml"; exit $$status
 
-test: setup lint unit p1 p2
+test: setup lint unit p1 p2 engines
 
 setup: $(STAMP) engine images
 
@@ -74,6 +74,14 @@ p1: setup
 
 p2: setup
 	$(BIN)/pytest -m p2 suites --html=reports/gate-p2.html --junitxml=reports/junit-p2.xml
+
+# The p1 gate where users' CI runs it (root): on Docker over TCP, on Docker with every engine CLI
+# masked, and on a Podman socket shared with a run in namespaces of its own (see the script).
+engines: setup
+	@bash scripts/engines-selftest.sh $(BIN)/pytest
+
+docker-engine:
+	@bash scripts/docker-netns.sh start
 
 # The same checks from environments that install the gate from its sdist (not editable).
 tox: setup

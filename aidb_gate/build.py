@@ -155,8 +155,8 @@ def image_metadata(engine: Engine, ref: str) -> dict[str, Any]:
 BUILD_HINTS = [
     (re.compile(r"CERTIFICATE_VERIFY_FAILED|self[- ]signed certificate in certificate chain|unable to get local issuer"),
      "TLS verification failed inside the build: this host reaches package indexes through a TLS-intercepting proxy. "
-     'Set `ca_bundle = "auto"` (or the path of your CA bundle) so RUN steps get the host\'s CA bundle, and declare '
-     "`ARG PIP_CERT` before the pip step"),
+     'Set `ca_bundle = "auto"` (or the path of your CA bundle) so RUN steps get the host\'s CA bundle as the '
+     "build secret aidb-gate-ca, and give the pip step `ARG PIP_CERT` and `RUN --mount=type=secret,id=aidb-gate-ca`"),
     (re.compile(r"No matching distribution found for ([\w.\-\[\]=<>!~]+)"),
      "pip cannot find a requirement ({0}): check its name and pinned version"),
     (re.compile(r"(?:pull access denied|manifest unknown|name unknown|no such host|Error: creating build container).*", re.I),

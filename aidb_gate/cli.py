@@ -125,23 +125,14 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace) -> tuple[PgTarget | None, QdrantTarget | None]:
-    import os
-    import shutil
-
-    from aidb_gate.engine import _conf_env
-
     pg = q = None
     if getattr(args, "postgres_container", None):
-        cli = shutil.which(args.engine)
-        if cli is None:
-            raise GateError(f"`{args.engine}` is not on PATH; backups run `{args.engine} exec` in the Postgres container. "
-                            "Install it or pass --engine docker.")
-        env = {**os.environ, **_conf_env(os.environ)[0]}
+        engine = _engine_for(args)
         user, db = args.postgres_user, args.postgres_db
         if not user or not db:
-            found_user, found_db = container_defaults(cli, args.postgres_container, env)
+            found_user, found_db = container_defaults(engine, args.postgres_container)
             user, db = user or found_user, db or found_db
-        pg = PgTarget(cli, args.postgres_container, user, db, env=env)
+        pg = PgTarget(engine.cli or engine.kind, args.postgres_container, user, db, env=engine.env(), engine=engine)
     if getattr(args, "qdrant_api_key", None):
         raise GateError("--qdrant-api-key puts the key on the command line, where `ps` shows it to every user of this "
                         "machine: export QDRANT_API_KEY, or give --qdrant-api-key-file with a file that holds the key.")
@@ -170,22 +161,40 @@ def _qdrant_url(url: str) -> str:
     return url
 
 
-def container_defaults(cli: str, container: str, env: dict[str, str]) -> tuple[str, str]:
-    """The user and database the official Postgres image set up in `container`: its POSTGRES_USER
-    (default `postgres`) and POSTGRES_DB (default: the user), read from `inspect`."""
-    import json
-    import subprocess
+#: Engines the running command connected to; main() closes them (a Podman service it started stops).
+_ENGINES: list = []
 
-    proc = subprocess.run([cli, "inspect", "--format", "{{json .Config.Env}}", container], capture_output=True,
-                          text=True, env=env, timeout=60, check=False)
-    if proc.returncode != 0:
-        said = clip(proc.stderr.strip(), 300, tail=True)
-        raise GateError(f"`{Path(cli).name} inspect {container}` failed: {said}. Name a running Postgres container "
-                        "(--postgres-container), or give --postgres-user and --postgres-db.")
+
+def _engine_for(args: argparse.Namespace):
+    """The engine the backup commands exec in, through its API (no CLI): DOCKER_HOST, else the
+    Podman socket, else Docker's (first with --engine docker), else a Podman service started for
+    this command and stopped when it ends."""
+    import os
+    import uuid
+
+    from aidb_gate.engine import DOCKER_SOCKET, connect
+
+    environ = dict(os.environ)
+    if args.engine == "docker" and not environ.get("DOCKER_HOST") and Path(DOCKER_SOCKET).exists():
+        environ["DOCKER_HOST"] = f"unix://{DOCKER_SOCKET}"
+    engine = connect(f"cli-{uuid.uuid4().hex[:6]}", environ)
+    _ENGINES.append(engine)
+    return engine
+
+
+def container_defaults(engine, container: str) -> tuple[str, str]:
+    """The user and database the official Postgres image set up in `container`: its POSTGRES_USER
+    (default `postgres`) and POSTGRES_DB (default: the user), read from its inspect through the API."""
+    from aidb_gate.core import api
+
     try:
-        pairs = dict(item.split("=", 1) for item in json.loads(proc.stdout) or [] if "=" in item)
-    except (ValueError, TypeError):
-        pairs = {}
+        env = (api.inspect(engine, container).get("Config") or {}).get("Env") or []
+    except Exception as err:
+        said = clip(" ".join(str(err).split()), 300)
+        raise GateError(f"the {engine.kind} engine at {engine.docker_host} has no container '{escape(container)}' it can "
+                        f"inspect ({escape(said)}). Name a running Postgres container (--postgres-container), or give "
+                        "--postgres-user and --postgres-db.") from None
+    pairs = dict(item.split("=", 1) for item in env if isinstance(item, str) and "=" in item)
     user = pairs.get("POSTGRES_USER") or "postgres"
     return user, pairs.get("POSTGRES_DB") or user
 
@@ -267,7 +276,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _target_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="podman", help="the container CLI used for `exec` (podman or docker)")
+    p.add_argument("--engine", default="podman", choices=("podman", "docker"),
+                   help="which local engine's socket to use when DOCKER_HOST is unset (commands run through its API)")
     p.add_argument("--postgres-container", help="name or id of the running Postgres container")
     p.add_argument("--postgres-user", help="the role to connect as, inside the container (default: the container's "
                                            "POSTGRES_USER, else postgres)")
@@ -368,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aidb-gate: interrupted; {INTERRUPTED.get(args.command, 'resources of this run were removed')}",
               file=sys.stderr)
         return 130
+    finally:
+        while _ENGINES:
+            _ENGINES.pop().close()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidb_gate.engine import PROJECT_CONTAINERS_CONF, Engine, connect, containers_conf_reasons
+from aidb_gate.engine import PROJECT_CONTAINERS_CONF, ROOTLESS_V1_LIMITS, Engine, connect, containers_conf_reasons
 
 #: The project's base image: it has python3, and `make gate` builds it where nothing else exists.
 BASE_IMAGE = "localhost/aidb-gate/base:bookworm"
@@ -75,6 +75,12 @@ FIX_REACH = ("the gate connects to published ports on 127.0.0.1, and that reache
 FIX_REACH_REMOTE = ("the gate connects to published ports at the host DOCKER_HOST names: make that host's published ports "
                     "reachable from here (a firewall between them, or a DOCKER_HOST that names a proxy, stops them).")
 
+FIX_TUN = ("rootless Podman's network (slirp4netns) opens /dev/net/tun, which this user may not: give it its usual "
+           "mode (`sudo chmod 0666 /dev/net/tun`), or run the gate as root.")
+FIX_ROOTLESS_NETNS = ("rootless Podman could not set up its network namespace: check that this user may open "
+                      "/dev/net/tun (`sudo chmod 0666 /dev/net/tun`, its usual mode), then run `podman system migrate` as "
+                      "this user to clear the half-made namespace; seen after a first attempt failed on /dev/net/tun.")
+
 # (pattern, fix), first match wins. Every pattern is a real engine message seen on Debian 12 with
 # Podman 4.3.1, except where a comment says otherwise; see tests/unit/test_doctor.py.
 _FIXES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNORECASE), fix) for p, fix in (
@@ -82,6 +88,9 @@ _FIXES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNORE
     (r"netavark: .*no such file or directory \(os error 2\)", FIX_FIREWALL),
     (r"could not find \"(netavark|aardvark-dns)\"", FIX_NETAVARK),
     (r"aardvark-dns binary not found", FIX_DNS),
+    # Rootless, both seen on Debian 12 with Podman 4.3.1 as a user made with `useradd -m`.
+    (r"open\(\"/dev/net/tun\"\): Permission denied", FIX_TUN),
+    (r"failed to mount runtime directory for rootless netns", FIX_ROOTLESS_NETNS),
     (r"failed to find plugin \\?\"", FIX_CNI),
     (r"unsupported network backend", FIX_BACKEND),
     # Quoted in ENGINE-NOTES.md (crun itself is not installed on the machine the rest were seen on).
@@ -270,6 +279,8 @@ def check_podman_host(engine: Engine, report: Report, needs_runc: bool) -> None:
             report.error(f"subuid range: {problem}.", FIX_SUBUID)
         else:
             report.good(f"subuid range for {user} (rootless)")
+        if host.get("cgroupVersion") == "v1":
+            report.note(ROOTLESS_V1_LIMITS)
 
 
 # Runs in container B: poll A by the /etc/hosts name (the gate's way) until the deadline, then

@@ -36,6 +36,11 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 PODMAN_DEFAULT_NOFILE = 1048576
 #: Only used to read `/_ping`; every later client is pinned to the version the engine states.
 MIN_API_VERSION = "1.24"
+#: Said by doctor and at the start of every run where `Engine.ignores_limits()`, never passed over in silence.
+ROOTLESS_V1_LIMITS = ("resource limits: rootless Podman on cgroups v1 ignores memory and CPU limits (\"Resource limits "
+                      "are not supported and ignored on cgroups V1 rootless systems\"), so a compose `mem_limit` or "
+                      "`cpus` is not enforced and a service over its limit is not caught here; run as root, or on a "
+                      "cgroups v2 host, to prove limits")
 
 
 @dataclass
@@ -84,6 +89,21 @@ class Engine:
         from podman import PodmanClient
 
         return PodmanClient(base_url=self.docker_host, timeout=timeout_s)
+
+    def ignores_limits(self) -> bool:
+        """Whether the engine runs containers without their memory and CPU limits: rootless Podman
+        on cgroups v1 (it warns and runs them anyway). False when it cannot tell."""
+        if self.kind != "podman":
+            return False
+        try:
+            client = self.podman_client(30)
+            try:
+                host = client.info().get("host") or {}
+            finally:
+                client.close()
+        except Exception:
+            return False
+        return bool((host.get("security") or {}).get("rootless")) and host.get("cgroupVersion") == "v1"
 
     def close(self) -> None:
         """Stop the API service if this run started it, and remove its socket, log and owner file."""
@@ -391,8 +411,10 @@ def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> 
     for origin, url in candidate_hosts(environ):
         answer = _ping(url)
         if answer:
+            # The containers.conf note is Podman's: a Docker engine never reads it.
             return Engine(answer.kind, url, answer.version, _cli_for(answer.kind),
-                          conf_env if answer.kind == "podman" else {}, api_version=answer.api_version, notes=notes)
+                          conf_env if answer.kind == "podman" else {}, api_version=answer.api_version,
+                          notes=notes if answer.kind == "podman" else [])
         tried.append(f"{origin} {url} did not answer")
         if origin == "DOCKER_HOST":
             raise EngineError(

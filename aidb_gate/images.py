@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,8 +34,6 @@ from aidb_gate.report import clip
 RECIPES = fixtures.IMAGES
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
 HASH_LABEL = "aidb-gate.recipe-hash"
-#: Where RUN steps see the host's CA bundle (Debian's path, which pip's PIP_CERT then names).
-CONTAINER_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 IGNORED = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".venv"}
 #: Files of the gate a recipe's build context receives beside its own files: {recipe: {name in
 #: the context: the gate's file}}. The Containerfile COPYs them by that name.
@@ -138,86 +133,18 @@ def run_build(
     progress: Progress | None = None,
     timeout_s: float = BUILD_TIMEOUT_S,
 ) -> tuple[int, str]:
-    """`podman build` (or `docker build`) as production runs it; returns (exit code, log text).
+    """Build as production would, through the engine the gate chose; returns (exit code, log text).
 
-    Builds go through the CLI, not the API: it is what production runs, and only the CLI can
-    mount the host's CA bundle into RUN steps (podman-py's build has no volume parameter).
-    """
-    if engine.cli is None:
-        raise ImageError(
-            f"Building {tag} needs the `{engine.kind}` command, which is not on PATH. Install it, or "
-            "give a prebuilt image with --gate-image."
-        )
-    cmd = [engine.cli, "build", "-t", tag]
-    if engine.kind == "podman":
-        cmd += ["--format", "docker"]  # Podman's default (OCI) drops HEALTHCHECK, which the gate runs
-    if containerfile:
-        cmd += ["-f", str(containerfile)]
-    for key, value in (build_args or {}).items():
-        cmd += ["--build-arg", f"{key}={value}"]
-    for key, value in (labels or {}).items():
-        cmd += ["--label", f"{key}={value}"]
-    if ca_bundle and engine.kind == "podman":
-        # A build arg, unlike --env, is not written into the image's config; the bundle is a
-        # read-only mount of RUN steps only.
-        cmd += ["-v", f"{ca_bundle}:{CONTAINER_CA_BUNDLE}:ro", "--build-arg", f"PIP_CERT={CONTAINER_CA_BUNDLE}"]
-    cmd.append(str(context))
+    The build goes through the engine's API (core/imagebuild.py): a remote engine and a shared
+    socket build the same as a local one, with no CLI. The host's CA bundle reaches RUN steps as
+    the build secret `aidb-gate-ca` (`RUN --mount=type=secret,id=aidb-gate-ca`, at
+    /run/secrets/aidb-gate-ca, with PIP_CERT naming it), never in a layer."""
+    from aidb_gate.core import imagebuild
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
     with log_path.open("w") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        # A session of its own: a terminal's Ctrl-C reaches the gate, not the build, so the gate
-        # decides how the build ends (see below).
-        proc = subprocess.Popen(cmd, env=engine.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        assert proc.stdout is not None
-        # A deadline on a build that hangs (a RUN step waiting on the network): its whole process
-        # group is stopped, and the output says so. Podman may leave that build's working container.
-        timed_out = threading.Event()
-
-        def stop() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        watchdog = threading.Timer(timeout_s, stop)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                lines.append(line)
-                if progress and line.startswith(("STEP ", "Step ")):
-                    progress(clip(line.strip(), 120))
-            code = proc.wait()
-        except KeyboardInterrupt:
-            _finish_interrupted_build(proc, log, progress)
-            raise
-        finally:
-            watchdog.cancel()
-        if timed_out.is_set():
-            said = f"aidb-gate: the build was still running after {timeout_s:g} s and was stopped (build_timeout_s)\n"
-            log.write(said)
-            lines.append(said)
-            code = code or 124
-    return code, "".join(lines)
-
-
-def _finish_interrupted_build(proc: subprocess.Popen, log: Any, progress: Progress | None) -> None:
-    """On Ctrl-C, let the build end by itself: Podman 4.3 leaves its working containers behind
-    when a build is stopped (SIGINT and SIGTERM alike, with or without --force-rm), and nothing
-    labels them for the janitor. A second Ctrl-C stops it at once."""
-    if progress:
-        progress("interrupted: letting the running build end first (a stopped build leaves its containers "
-                 "behind); Ctrl-C again to stop it now")
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-        proc.wait()
-    except KeyboardInterrupt:
-        proc.kill()
-        proc.wait()
+        return imagebuild.build(engine, context, tag, log, containerfile=containerfile, build_args=build_args,
+                                labels=labels, ca_bundle=ca_bundle, progress=progress, timeout_s=timeout_s)
 
 
 def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress | None = None) -> ImageInfo:
@@ -228,11 +155,6 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
     if found:
         _alias(engine, tag, base_ref)
         return ImageInfo("base", tag, "recipe (cached)", found)
-    if engine.kind != "podman" or engine.cli is None:
-        raise ImageError(
-            f"The base image {base_ref} is missing and only Podman can build it here (debootstrap + "
-            "`podman import`). Install Podman, or configure images you can pull."
-        )
     if not (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists()):
         raise ImageError(
             f"The base image {base_ref} must be built here (a dependency's official image could not be pulled, so its "
@@ -244,26 +166,34 @@ def ensure_base(engine: Engine, base_ref: str, log_dir: Path, progress: Progress
         progress(f"building base image {tag} with debootstrap (about a minute, once)")
     start = time.monotonic()
     log_path = log_dir / "build-base.log"
-    with log_path.open("w") as log:
-        proc = subprocess.run(
-            ["bash", str(BASE_SCRIPT), engine.cli, tag, digest],
-            env=engine.env(), stdout=log, stderr=subprocess.STDOUT, check=False,
-        )
-    if proc.returncode != 0:
-        tail = clip(log_path.read_text(errors="replace"), 1500, tail=True)
-        raise ImageError(
-            f"Building the base image {tag} failed (exit {proc.returncode}). Last lines of {log_path}:\n{tail}\n"
-            "debootstrap needs root and a reachable Debian mirror."
-        )
+    with tempfile.TemporaryDirectory(prefix="aidb-gate-base-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        with log_path.open("w") as log:
+            proc = subprocess.run(["bash", str(BASE_SCRIPT), str(rootfs)], stdout=log, stderr=subprocess.STDOUT,
+                                  check=False)
+        if proc.returncode != 0:
+            tail = clip(log_path.read_text(errors="replace"), 1500, tail=True)
+            raise ImageError(
+                f"Building the base image {tag} failed (exit {proc.returncode}). Last lines of {log_path}:\n{tail}\n"
+                "debootstrap needs root and a reachable Debian mirror."
+            )
+        from aidb_gate.core.imagebuild import import_rootfs
+
+        # Through the API, so the base lands in the engine the gate uses (Docker, a remote one), not in
+        # whatever local storage a CLI would reach.
+        import_rootfs(engine, rootfs, tag, [f"LABEL {HASH_LABEL}={digest}", 'CMD ["/bin/bash"]',
+                                           "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
     _alias(engine, tag, base_ref)
     return ImageInfo("base", tag, "recipe (built)", image_id(engine, tag) or "?", time.monotonic() - start, log_path)
 
 
 def _alias(engine: Engine, source: str, alias: str) -> None:
+    """Tag `source` as `alias` too, through the engine's API."""
     if alias == source or image_id(engine, alias) == image_id(engine, source):
         return
-    if engine.cli:
-        subprocess.run([engine.cli, "tag", source, alias], env=engine.env(), capture_output=True, check=False)
+    repository, _, tag = alias.rpartition(":")
+    with contextlib.suppress(Exception):
+        engine.shared.images.get(source).tag(repository, tag)
 
 
 def provision(

@@ -35,7 +35,7 @@ from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.run import RENEW_TIMEOUT_S, Lease, Run, lease_seconds
 from aidb_gate.core.steps import Step, StepRunner
-from aidb_gate.engine import Engine, connect
+from aidb_gate.engine import ROOTLESS_V1_LIMITS, Engine, connect
 from aidb_gate.errors import GateError
 from aidb_gate.health import declared_healthcheck
 from aidb_gate.images import ImageInfo
@@ -207,6 +207,8 @@ class GateSession:
                 self.progress(f"left alone: {note}")
             for found in host_leftovers(self.engine)[0]:  # a stale port-forward can capture this run's ports
                 self.progress(f"warning: a dead run left {found.line()}")
+            if self.engine.ignores_limits():
+                self.progress(f"warning: {ROOTLESS_V1_LIMITS}")
         return self.engine
 
     def base(self) -> BaseImage:

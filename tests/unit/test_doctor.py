@@ -70,6 +70,11 @@ NO_SUBUID = (
 # Docker's daemon, quoted from moby/moby#45806 (no Docker daemon here): a fixed address on a network without a subnet.
 DOCKER_NO_SUBNET = ("Error response from daemon: user specified IP address is supported only when connecting to networks "
                     "with user configured subnets")
+# Rootless Podman 4.3.1 as a user made with `useradd -m` on this machine (doctor's network check): with
+# /dev/net/tun at mode 0600, and with XDG_RUNTIME_DIR pointing at a folder the user made in /tmp.
+ROOTLESS_TUN = ('starting a container from localhost/aidb-gate/base:bookworm failed: /usr/bin/slirp4netns failed: '
+                '"open("/dev/net/tun"): Permission denied\nWARNING: Support for seccomp is experimental\nchild failed(1)\n"')
+ROOTLESS_NETNS = "failed to mount runtime directory for rootless netns: no such file or directory"
 # Quoted in /work/shared/ENGINE-NOTES.md (crun on hybrid cgroups); crun is not installed here.
 CRUN_HYBRID = "cgroups in hybrid mode not supported"
 
@@ -93,6 +98,8 @@ CRUN_HYBRID = "cgroups in hybrid mode not supported"
     (NO_SUBUID, doc.FIX_SUBUID),
     (CRUN_HYBRID, doc.FIX_HYBRID),
     (DOCKER_NO_SUBNET, doc.FIX_DOCKER_SUBNET),
+    (ROOTLESS_TUN, doc.FIX_TUN),
+    (ROOTLESS_NETNS, doc.FIX_ROOTLESS_NETNS),
 ])
 def test_each_real_engine_error_maps_to_its_fix(text, fix):
     assert doc.fix_for(text) == fix
