@@ -133,6 +133,8 @@ def _api(engine: Any, context: Path, tag: str, log: IO[str], containerfile: Path
     try:
         with context_archive(context, containerfile, extra) as (archive, dockerfile):
             params["dockerfile"] = dockerfile
+            # docker-py's build() has no `secrets` parameter (Podman's API has one), so the request is
+            # made with its own low-level helpers: same URL, auth and version pinning as build().
             api = client.api
             resp = api._post(api._url("/build"), data=archive, params=params, stream=True, timeout=timeout_s,
                              headers={"Content-Type": "application/x-tar"})
