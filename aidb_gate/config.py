@@ -8,7 +8,7 @@ KeyError later in the run.
 
 Guarantees: whatever a file, an option or an AIDB_GATE_* variable holds, `load_config` returns a
 GateConfig or raises a ConfigError (the plugin's exit code 4) - never another exception. What it
-returns keeps the rules the README's "What the gate refuses" lists: every duration a finite,
+returns keeps the rules docs/CONFIGURATION.md's "What the gate refuses" lists: every duration a finite,
 positive deadline of at most a day; counts and ports in range; a reports folder the gate may
 write and clean; AIDB_GATE_RUN_ID a plain name; free tables' keys and values exactly as given.
 """
@@ -400,7 +400,7 @@ def _gate_table(path: Path, data: dict[str, Any], whole_file: bool) -> dict[str,
         return data if whole_file else None
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: `tool.aidb-gate` must be a table, got {_show(table)}. Write the settings under a "
-                          "[tool.aidb-gate] header, one `key = value` per line (see the README's Configuration section).")
+                          "[tool.aidb-gate] header, one `key = value` per line (see docs/CONFIGURATION.md).")
     return table
 
 
@@ -706,7 +706,7 @@ def validate_shape(data: dict[str, Any], schema: dict[str, Any], origin: str, pa
             known = ", ".join(sorted(schema))
             raise ConfigError(
                 f"{origin}: unknown key `{dotted}`.{hint} Known keys here: {known}. "
-                "Remove or rename it; see the README's Configuration section."
+                "Remove or rename it; see docs/CONFIGURATION.md."
             )
         expected = schema[key]
         if isinstance(expected, dict):

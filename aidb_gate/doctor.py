@@ -338,7 +338,7 @@ def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWO
             for check in ("build", "network", "exec", "published port"):
                 report.skip(check, why)
             return
-        check_build(client, image, run, report)
+        check_build(engine, client, image, run, report)
         try:
             net, subnet = create_bridge(client, run.name("net"), run.labels("network"))
         except Exception as err:
@@ -411,22 +411,30 @@ def check_leftovers(engine: Engine, report: Report) -> None:
         report.good("host firewall: no port-forward rule or bridge of a network the engine no longer has")
 
 
-def check_build(client, image: str, run, report: Report) -> None:
-    """A one-line image built through the engine's API (what the gate's builds need), then removed."""
-    import io
+def check_build(engine: Engine, client, image: str, run, report: Report) -> None:
+    """A one-line image built the way the gate builds (core/imagebuild.py, through the engine's
+    API), then removed."""
+    import tempfile
+
+    from aidb_gate.core import imagebuild
 
     tag = f"localhost/aidb-gate/doctor:{run.id}"
     begin = time.monotonic()
     try:
-        client.images.build(fileobj=io.BytesIO(f"FROM {image}\nRUN true\n".encode()), tag=tag, rm=True, forcerm=True,
-                            labels=run.labels("doctor-build"))
+        with tempfile.TemporaryDirectory(prefix="aidb-gate-doctor-") as tmp:
+            (Path(tmp) / "Containerfile").write_text(f"FROM {image}\nRUN true\n")
+            with (Path(tmp) / "build.log").open("w") as log:
+                code, text = imagebuild.build(engine, Path(tmp), tag, log, labels=run.labels("doctor-build"),
+                                              timeout_s=NETWORK_DEADLINE_S * 4)
     except Exception as err:
-        report.engine_error(f"build: a one-line image FROM {image} did not build through the API", err)
-        return
+        code, text = 1, str(err)
     finally:
         # Never built, or already gone: nothing of doctor's is left either way.
         with contextlib.suppress(Exception):
             client.images.remove(tag, force=True)
+    if code != 0:
+        report.engine_error(f"build: a one-line image FROM {image} did not build through the API", text)
+        return
     report.good(f"build: a one-line image FROM {image} built through the engine's API ({time.monotonic() - begin:.1f} s)")
 
 

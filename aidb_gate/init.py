@@ -167,7 +167,7 @@ def _line(setting: str, comment: str) -> str:
 def starter_table(found: Found, root: Path) -> str:
     """The `[tool.aidb-gate]` text for this service, with the keys a user most often changes."""
     lines = ["[tool.aidb-gate]",
-             "# Written by `aidb-gate init`. Every key and its default: the aidb-gate README, \"Configuration\"."]
+             "# Written by `aidb-gate init`. Every key and its default: docs/CONFIGURATION.md of aidb-gate."]
     if found.compose:
         lines.append(_line(f'compose = "{found.compose}"', "the stack as production defines it"))
         lines.append(_line(f'service = "{found.service}"', "the service built from this repository"))
@@ -213,7 +213,7 @@ def starter_table(found: Found, root: Path) -> str:
         lines.append(f"critical = {'true' if DEFAULTS['dependencies'][dep]['critical'] else 'false'}")
     lines.append("")
     lines.append("# The service's environment, as templates the gate fills in per run; rename the variables to")
-    lines.append("# the ones the service reads. Placeholders: the README's \"Configuration\".")
+    lines.append("# the ones the service reads. Placeholders: docs/CONFIGURATION.md of aidb-gate.")
     lines.append("[tool.aidb-gate.env]")
     enabled = {d for d, used in found.dependencies.items() if used}
     for var, template in DEFAULTS["env"].items():

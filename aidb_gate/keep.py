@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.config import GateConfig
-from aidb_gate.core.container import reach
+from aidb_gate.core.container import reach, url_host
 from aidb_gate.engine import Engine, service_dir
 from aidb_gate.report import clip
 
@@ -99,22 +99,18 @@ def kept_port(entry: KeptContainer, read: Callable[[], int]) -> KeptContainer:
     return entry
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def _client_line(c: KeptContainer, kept: KeptStack) -> str:
     """A ready-to-paste command for one container; secrets come from the sourced file's variables."""
     where = f"{kept.host} -p {c.port}"
     var = secret_var(c.role, "password")
     if c.kind == "service":
-        return f'curl -H "{kept.key_header}: $AIDB_API_KEY" http://{_url_host(kept.host)}:{c.port}{kept.health_path}'
+        return f'curl -H "{kept.key_header}: $AIDB_API_KEY" http://{url_host(kept.host)}:{c.port}{kept.health_path}'
     if c.kind == "postgres":
         return f'PGPASSWORD="${var}" psql -h {where}' + (f" -U {c.user}" if c.user else "") + (f" {c.db}" if c.db else "")
     if c.kind == "redis":
         return f'REDISCLI_AUTH="${var}" redis-cli -h {where} ping'
     if c.kind == "qdrant":
-        return f'curl -H "api-key: ${secret_var(c.role, "api_key")}" http://{_url_host(kept.host)}:{c.port}/collections'
+        return f'curl -H "api-key: ${secret_var(c.role, "api_key")}" http://{url_host(kept.host)}:{c.port}/collections'
     return ""
 
 
@@ -129,7 +125,7 @@ def render_keep(kept: KeptStack) -> str:
     elif kept.secrets_problem:
         lines.append(f"  secrets: {kept.secrets_problem}")
     for c in kept.containers:
-        address = f"http://{_url_host(kept.host)}:{c.port}" if c.kind == "service" else f"{_url_host(kept.host)}:{c.port}"
+        address = f"http://{url_host(kept.host)}:{c.port}" if c.kind == "service" else f"{url_host(kept.host)}:{c.port}"
         if c.port is None:
             lines.append(f"  {c.role:<18} {c.problem}  (container {c.container})")
             continue

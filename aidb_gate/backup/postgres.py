@@ -1,8 +1,8 @@
 """postgres: dump, list, restore and fingerprint a database through its own container.
 
-Guarantees: every command runs inside the Postgres container with the engine's CLI
-(`podman exec`), as the seed's operators did by hand, so the client always matches the server
-and the database need not be reachable from the host. Dumps are custom format and streamed to
+Guarantees: every command runs inside the Postgres container, exec'd through the engine's API
+(what the seed's operators did by hand with `podman exec`, with no CLI needed), so the client
+always matches the server and the database need not be reachable from the host. Dumps are custom format and streamed to
 disk. `fingerprint` reads, in SQL, everything a lossy dump would lose - each table's row count
 and ordered content hash in every schema, the binary form of float and vector columns (bit-exact,
 whatever their text output rounds; only a NaN's payload and sign, which a dump writes as the text
@@ -40,7 +40,9 @@ USER_SCHEMA = f"n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_t
 
 @dataclass
 class PgTarget:
-    """A database inside a running Postgres container, reached with `<cli> exec`."""
+    """A database inside a running Postgres container, reached through its engine's API.
+
+    `cli` is only handed to a user's backup script (CONTAINER_ENGINE), never run by the gate."""
 
     cli: str
     container: str
@@ -54,7 +56,7 @@ class PgTarget:
     timeout_s: float = DEFAULT_TIMEOUT_S
     #: The engine whose API runs the commands: no CLI, so a remote engine, a shared socket from
     #: another mount or PID namespace and a machine without `podman`/`docker` on PATH all work.
-    #: None: `<cli> exec` runs them (the backup CLI pointed at a container by name).
+    #: None only where nothing is exec'd (queries over `dsn`).
     engine: Any = field(default=None, repr=False)
 
     def with_db(self, db: str) -> PgTarget:
@@ -62,25 +64,9 @@ class PgTarget:
 
     def exec(self, argv: list[str], *, stdin: Any = None, stdout: Any = subprocess.PIPE,
              check: bool = True) -> subprocess.CompletedProcess:
-        """Run argv in the container: stdin from an open host file, stdout to PIPE (kept) or a file."""
-        if self.engine is not None:
-            return self._exec_api(argv, Path(stdin.name) if stdin is not None else None, stdout, check)
-        cmd = [self.cli, "exec"] + (["-i"] if stdin is not None else []) + [self.container, *argv]
-        try:
-            proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self.env, check=False,
-                                  timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} was still running after "
-                              f"{self.timeout_s:g} s and was stopped: the database did not answer, or is larger "
-                              "than one command may take here.") from None
-        if check and proc.returncode != 0:
-            err = clip(proc.stderr.decode(errors="replace").strip(), 1500, tail=True)
-            raise BackupError(f"`{' '.join(argv[:2])}` in container {self.container} failed (exit {proc.returncode}): {err}")
-        return proc
-
-    def _exec_api(self, argv: list[str], stdin: Path | None, stdout: Any, check: bool) -> subprocess.CompletedProcess:
-        """`exec` through the engine's API: a stdin file is copied into the container first (streamed)
-        and fed to the command there, then removed; stdout streams to its file or is kept."""
+        """Run argv in the container through the engine's API: stdin from an open host file (copied
+        into the container first, streamed, fed to the command there, then removed), stdout to PIPE
+        (kept), DEVNULL or a file (streamed)."""
         import io
         import uuid
 
@@ -90,7 +76,7 @@ class PgTarget:
         command, inside = argv, None
         try:
             if stdin is not None:
-                inside = api.put_file(self.engine, self.container, stdin, "/tmp", f".aidb-gate-{uuid.uuid4().hex}",
+                inside = api.put_file(self.engine, self.container, Path(stdin.name), "/tmp", f".aidb-gate-{uuid.uuid4().hex}",
                                       mode=0o644, timeout_s=self.timeout_s)
                 command = ["sh", "-c", 'f="$1"; shift; exec "$@" < "$f"', "sh", inside, *argv]
             kept = io.BytesIO() if stdout is subprocess.PIPE else None
@@ -203,39 +189,16 @@ def dump_format(path: Path) -> str:
 def feed_sql(pg: PgTarget, path: Path, args: list[str]) -> tuple[int, str]:
     """Stream a SQL file (gzipped or not) into `psql -X -q -U <user> <args>` in pg's container;
     (exit status, stderr). Nothing is held in memory but one block."""
-    gz = dump_format(path) == "plain.gz"
-    if pg.engine is not None:
-        with tempfile.NamedTemporaryFile(prefix=".aidb-gate-sql-") as plain:
-            source = path
-            if gz:  # psql reads plain SQL; the engine's copy is streamed from a decompressed one
-                with gzip.open(path, "rb") as src:
-                    shutil.copyfileobj(src, plain, 1 << 20)
-                plain.flush()
-                source = Path(plain.name)
-            with source.open("rb") as fh:
-                proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, *args], stdin=fh, stdout=subprocess.DEVNULL,
-                               check=False)
-        return proc.returncode, proc.stderr.decode(errors="replace")
-    cmd = [pg.cli, "exec", "-i", pg.container, "psql", "-X", "-q", "-U", pg.user, *args]
-    with tempfile.TemporaryFile() as err, (gzip.open(path, "rb") if gz else path.open("rb")) as src:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=pg.env)
-        # A broken pipe means psql stopped reading (ON_ERROR_STOP): its exit status and stderr say why.
-        with contextlib.suppress(BrokenPipeError):
-            try:
-                shutil.copyfileobj(src, proc.stdin, 1 << 20)
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-        try:
-            status = proc.wait(timeout=pg.timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise BackupError(f"psql in container {pg.container} was still reading {path} after {pg.timeout_s:g} s "
-                              "and was stopped: the database did not answer, or the dump is larger than one "
-                              "command may take here.") from None
-        err.seek(0)
-        return status, err.read().decode(errors="replace")
+    with tempfile.NamedTemporaryFile(prefix=".aidb-gate-sql-") as plain:
+        source = path
+        if dump_format(path) == "plain.gz":  # psql reads plain SQL; the container gets a decompressed copy
+            with gzip.open(path, "rb") as src:
+                shutil.copyfileobj(src, plain, 1 << 20)
+            plain.flush()
+            source = Path(plain.name)
+        with source.open("rb") as fh:
+            proc = pg.exec(["psql", "-X", "-q", "-U", pg.user, *args], stdin=fh, stdout=subprocess.DEVNULL, check=False)
+    return proc.returncode, proc.stderr.decode(errors="replace")
 
 
 def restore_globals(pg: PgTarget, path: Path) -> None:
@@ -284,7 +247,7 @@ def list_dump(pg: PgTarget, path: Path) -> list[str]:
         with path.open("rb") as fh:
             proc = pg.exec(["pg_restore", "--list"], stdin=fh, check=False)
         # pg_restore always prints a header for a readable dump: exit 0 with no output at all is
-        # `podman exec` losing the output of a short-lived process (containers/podman#9096), seen
+        # an exec losing the output of a short-lived process (containers/podman#9096), seen
         # here on Podman 4.3 right after a container started. Asking again is safe: it only reads.
         if proc.returncode != 0 or proc.stdout.strip():
             break

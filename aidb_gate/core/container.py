@@ -37,8 +37,12 @@ class Reach:
     docker_host: str = ""
 
     def url_host(self) -> str:
-        """`host` as a URL's authority needs it (an IPv6 address in brackets)."""
-        return f"[{self.host}]" if ":" in self.host else self.host
+        return url_host(self.host)
+
+
+def url_host(host: str) -> str:
+    """A host as a URL's authority needs it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def reach_for(docker_host: str) -> Reach:
