@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: gate test setup engine images lint unit selftest p1 p2 engines docker-engine bench clean doctor chromium tools tox
+.PHONY: gate test setup engine images lint unit selftest p1 p2 engines docker-engine bench bench-smoke clean doctor chromium tools tox
 
 # The venv's bin first: the self-tests' backup scripts call pg_dump and psql as production's do,
 # and install-tools.sh puts PostgreSQL 18's there (Debian 12's 15 refuses an 18 server).
@@ -18,7 +18,7 @@ gate: doctor setup
 	$(BIN)/pytest -m p1 suites; status=$$?; \
 	  echo "[aidb-gate] reports: $(CURDIR)/reports/gate.html and $(CURDIR)/reports/junit.xml"; exit $$status
 
-test: setup lint unit p1 p2 engines
+test: setup lint unit p1 p2 engines bench-smoke
 
 setup: $(STAMP) engine images
 
@@ -63,6 +63,7 @@ tools: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The self-tests: unit, plugin (real child gate runs), integration and the known-bad corpus; two
 # workers, because most of their time is spent waiting on containers. worksteal, not load: load
@@ -90,8 +91,16 @@ docker-engine:
 tox: setup
 	$(BIN)/tox -e lint,unit,gate
 
+# The full benchmark (docs/PERFORMANCE.md): cold and 10 warm p1 runs on Podman and on Docker,
+# backup at scale, the Qdrant engines side by side; reports/bench/bench.json and bench.md.
 bench: setup
-	$(BIN)/python bench/gate_bench.py --repeat 10
+	$(BIN)/python bench/gate_bench.py --repeat 10 --docker
+
+# The same code paths at the smallest size (one warm run per engine, a small scale), in make test,
+# so that the bench can never silently break; reports/bench/bench-smoke.json. As root (Docker).
+bench-smoke: setup
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/gate_bench.py --smoke --docker; \
+	  else $(BIN)/python bench/gate_bench.py --smoke; fi
 
 clean: $(STAMP)
 	$(BIN)/aidb-gate clean

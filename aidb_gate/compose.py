@@ -690,7 +690,8 @@ def _container_ports(raw: dict[str, Any], where: str) -> list[int]:
     """Container-side ports from `ports` and `expose` (what a generic dependency answers on)."""
     found: list[int] = []
     for entry in [*(raw.get("ports") or []), *(raw.get("expose") or [])]:
-        value = entry.get("target") if isinstance(entry, dict) else str(entry).split("/")[0].rsplit(":", 1)[-1].split("-")[0]
+        # From YAML, so anything: int() turns away what is not a port (None included, with TypeError).
+        value: Any = entry.get("target") if isinstance(entry, dict) else str(entry).split("/")[0].rsplit(":", 1)[-1].split("-")[0]
         try:
             port = int(value)
         except (TypeError, ValueError):

@@ -190,7 +190,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: What the gate, pytest-html and junitxml leave in a reports folder; a folder holding anything
 #: else is someone else's, and the gate replaces the latest report and prunes old runs/ under the
 #: one it is given.
-REPORT_FOLDERS = {"runs", "logs", "backup", "assets"}
+REPORT_FOLDERS = {"runs", "logs", "backup", "assets", "bench"}
 REPORT_SUFFIXES = {".html", ".xml", ".json", ".log", ".txt", ".tmp"}
 
 #: The most a configuration file (gate.toml, pyproject.toml, a compose file) may hold: far beyond any
@@ -942,7 +942,7 @@ def _check_reports_dir(path: Path, where: str, environ: Mapping[str, str]) -> Pa
     rule = ("the gate writes its reports there, replaces the latest run's report and removes old run folders "
             "under it, so it must be a folder of its own: new, empty, an earlier run's reports folder (with its "
             "summary.json), or holding only reports (*.html, *.xml, *.json, *.log, *.txt, runs/, logs/, backup/, "
-            "assets/ and hidden files). Set "
+            "assets/, bench/ and hidden files). Set "
             "`reports_dir` to such a folder, e.g. \"reports/aidb-gate\"")
     shown = shown_path(path)
     try:

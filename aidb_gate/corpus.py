@@ -48,13 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from aidb_gate import fixtures
+import aidb_gate.fixtures as fixtures
 from aidb_gate.config import DEFAULTS, deep_merge, validate_shape
 from aidb_gate.errors import ConfigError
 from aidb_gate.stages import NAMES as STAGES
 
-REFERENCE = fixtures.REFERENCE
-BROKEN = fixtures.BROKEN
+REFERENCE: Path = fixtures.REFERENCE
+BROKEN: Path = fixtures.BROKEN
 CASE_FILE = "case.toml"
 OVERLAY_DIR = "overlay"
 DEFAULT_MARKERS = "p1"
@@ -308,7 +308,7 @@ def judge(summary: dict[str, Any] | None, case: Case, exit_code: int | None = No
     """What the child run got wrong for this case, in words; [] when the gate behaved as expected.
     A "config" case is judged on the child's exit code (4, pytest's usage error) and output."""
     if case.stage == CONFIG_STAGE:
-        problems = []
+        problems: list[str] = []
         if exit_code != 4:
             problems.append(f"the child run's exit status is {exit_code}, expected 4 (a configuration error before any "
                             "stage)")
@@ -319,7 +319,7 @@ def judge(summary: dict[str, Any] | None, case: Case, exit_code: int | None = No
     if summary is None:
         return ["the child run wrote no reports/summary.json (it stopped before any stage ran: a "
                 "configuration or engine error?)"]
-    problems: list[str] = []
+    problems = []
     exit_status = summary.get("exit_status")
     first = summary.get("first_failure")
     verdicts: dict[str, str] = summary.get("verdicts") or {}

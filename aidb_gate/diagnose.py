@@ -251,8 +251,8 @@ def explain_boot(engine: Engine, boot: Any, cfg_port: int, dep_logs: dict[str, s
     evidence["listening"] = "\n".join(f"{a}:{p}" for a, p in sockets) if sockets else "(nothing, or unreadable)"
     evidence["processes"] = api.top(engine, boot.container_id)
     if boot.last_status is None:
-        verdict = listen_verdict(sockets or [], cfg_port) if sockets is not None else None
-        verdict = verdict or f"port {cfg_port} never answered HTTP"
+        explained = listen_verdict(sockets or [], cfg_port) if sockets is not None else None
+        verdict = explained or f"port {cfg_port} never answered HTTP"
         if mismatch:
             verdict += f"; {mismatch}"
         return Diagnosis(f"the container runs but never answered: {verdict}. Last log line: "

@@ -315,7 +315,7 @@ def pick_image(tags: list[str]) -> str | None:
     if BASE_IMAGE in tags:
         return BASE_IMAGE
     ours = sorted(t for t in tags if t.startswith("localhost/aidb-gate/"))
-    return (ours or sorted(tags) or [None])[0]
+    return next(iter(ours or sorted(tags)), None)
 
 
 def check_network(engine: Engine, run, report: Report, deadline_s: float = NETWORK_DEADLINE_S) -> None:
@@ -467,7 +467,7 @@ def check_published(engine: Engine, container, where, report: Report) -> None:
         resp = http.request("GET", url, deadline_s=10)
     except Exception as err:
         report.error(f"published port: the engine at {engine.docker_host} publishes on {where.publish}, and "
-                     f"{where.host}:{host_port} does not answer from here ({one_line(str(err))}).",
+                     f"{where.host}:{host_port} does not answer from here ({one_line(str(err))}){_elsewhere(engine)}.",
                      FIX_REACH if not where.remote else FIX_REACH_REMOTE)
         return
     if resp.status_code >= 500:
@@ -475,6 +475,18 @@ def check_published(engine: Engine, container, where, report: Report) -> None:
                      "behind it serves files: another server holds that address (a stale port-forward rule?).", FIX_REACH)
         return
     report.good(f"published port: reached the container at {where.host}:{host_port} from here")
+
+
+def _elsewhere(engine: Engine) -> str:
+    """Why a local socket's published ports may not be this machine's: the engine's own network."""
+    from aidb_gate.core.firewall import engine_netns
+
+    try:
+        netns = engine_netns(engine.docker_host)
+    except OSError:
+        return ""
+    return (f"; the engine's process runs in another network namespace ({netns}), whose 127.0.0.1 is not this one"
+            if netns else "")
 
 
 def remove_run_things(client, run_id: str, report: Report) -> None:

@@ -24,12 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from aidb_gate import fixtures
+import aidb_gate.fixtures as fixtures
 from aidb_gate.errors import EngineError
 from aidb_gate.report import clip
 
-PROJECT_CONTAINERS_CONF = fixtures.CONTAINERS_CONF
+PROJECT_CONTAINERS_CONF: Path = fixtures.CONTAINERS_CONF
 PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
 DOCKER_SOCKET = "/var/run/docker.sock"
 #: Podman's default `nofile` ulimit; a lower hard limit makes every `podman run` fail setrlimit.
@@ -57,7 +58,7 @@ class Engine:
     api_version: str | None = None
     started: subprocess.Popen | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
-    _shared: object | None = field(default=None, repr=False)
+    _shared: Any = field(default=None, repr=False)  # a docker.DockerClient (docker-py is untyped), or None
     _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

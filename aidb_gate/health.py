@@ -133,12 +133,12 @@ def check_readiness_dependencies(reply: Reply, expected: dict[str, bool]) -> lis
         if missing:
             problems.append(f"{reply.path}: dependency entry {entry!r} lacks {sorted(missing)}")
     for name, critical in expected.items():
-        entry = find_dependency(entries, name)
-        if entry is None:
+        found = find_dependency(entries, name)
+        if found is None:
             listed = [e.get("name") for e in entries if isinstance(e, dict)]
             problems.append(f"{reply.path}: dependency `{name}` is not listed (listed: {listed})")
-        elif entry.get("critical") is not critical:
-            problems.append(f"{reply.path}: `{name}` has critical={entry.get('critical')!r}, the contract says {critical}")
+        elif found.get("critical") is not critical:
+            problems.append(f"{reply.path}: `{name}` has critical={found.get('critical')!r}, the contract says {critical}")
     return problems
 
 

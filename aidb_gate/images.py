@@ -26,12 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aidb_gate import fixtures
+import aidb_gate.fixtures as fixtures
 from aidb_gate.engine import Engine
 from aidb_gate.errors import ImageError
 from aidb_gate.report import clip
 
-RECIPES = fixtures.IMAGES
+RECIPES: Path = fixtures.IMAGES
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"
 HASH_LABEL = "aidb-gate.recipe-hash"
 IGNORED = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".venv"}

@@ -8,6 +8,7 @@ user's runtime folder, never under reports/ (CI uploads that folder).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,14 +162,14 @@ def read_kept(session: Any, engine: Engine) -> KeptStack:
     for role, boot in boots:
         if boot is not None:
             found.append((kept_port(KeptContainer(role, "service", run.name(role)),
-                                    lambda b=boot: host_port(b.container, b.port)),
+                                    functools.partial(host_port, boot.container, boot.port)),
                           {"AIDB_API_KEY": session.api_key}))
     stack = session.finished(STACK)
     if stack is not None:
         for dep in [*stack.deps.values(), *stack.extra.values()]:
             entry = KeptContainer(dep.name, dep.config.name, run.name(dep.name),
                                   user=dep.extra.get("user", ""), db=dep.extra.get("db", ""))
-            found.append((kept_port(entry, lambda d=dep: d.host_port),
+            found.append((kept_port(entry, functools.partial(host_port, dep.container, dep.config.port)),
                           {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))
     secrets = {k: v for _entry, values in found for k, v in values.items()}
     kept = KeptStack(run.id, [entry for entry, _values in found], engine_cli(engine), health_url_path(cfg),

@@ -464,7 +464,7 @@ def env_dict(env: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
         return {}
     if isinstance(env, Mapping):
         return dict(env)
-    return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: value for key, _, value in (item.partition("=") for item in env)}
 
 
 def snapshots_dir(env: Iterable[str] | Mapping[str, str] | None, workdir: str | None) -> str:

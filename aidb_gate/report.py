@@ -139,7 +139,7 @@ class StageBook:
         return rows
 
     def first_failure(self) -> str | None:
-        return next((r["stage"] for r in self.rows() if r["status"] == "failed"), None)  # type: ignore[misc]
+        return next((str(r["stage"]) for r in self.rows() if r["status"] == "failed"), None)
 
     def as_text(self) -> str:
         lines = [f"{'stage':<14}{'status':<9}{'time':>9}  tests"]

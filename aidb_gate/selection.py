@@ -51,7 +51,7 @@ def names_gate_marker(markexpr: str | None) -> bool:
 
 def bundled_suites() -> Path:
     """Where the installed suites are (inside the package, or suites/ of a checkout)."""
-    from aidb_gate import suites
+    import aidb_gate.suites as suites
 
     return Path(suites.__file__).resolve().parent
 

@@ -1,6 +1,6 @@
 """The gate's benchmark: cold and warm p1 runs, the critical path, flakiness, and backup at scale.
 
-Writes reports/bench.json and reports/bench.md. Every number comes from real runs on this
+Writes reports/bench/bench.json and reports/bench/bench.md. Every number comes from real runs on this
 machine, in this invocation:
 
 - cold_p1_s: `pytest -m p1` after every project image was removed (base, recipes, target);
@@ -22,13 +22,22 @@ machine, in this invocation:
   (built from git history) on the same collection: round trip, identity, search agreement and
   recall (bench/qdrant_engines.py).
 
+- docker_warm_p1_median_s, docker_over_podman (--docker): the same warm p1 on Docker 20.10 in a
+  network namespace of its own reached over TCP (scripts/docker-netns.sh), its runs interleaved
+  with the Podman ones, and the ratio of the two medians.
+
+The bench fails (exit 1) when a gate run fails, a run leaves no stage times, or the scale round
+trip finds a problem; `--smoke` (one run per engine, a small scale) runs in `make test`.
+
 Usage: python bench/gate_bench.py [--repeat 10] [--skip-cold] [--skip-scale] [--skip-engines] [--rows N] [--points N]
+       [--docker] [--smoke]
        python bench/gate_bench.py --only-engines [--points N] [--queries N]  (into the last bench.json)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -42,7 +51,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORTS = ROOT / "reports"
+#: Everything the bench writes: a folder of its own in reports/, which the gate's reports-folder
+#: policy knows (config.REPORT_FOLDERS), so a bench before the first gate run blocks nothing.
+REPORTS = ROOT / "reports" / "bench"
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 #: The last commit whose Qdrant-API recipe ran qdrant-client's local mode (bench/qdrant_engines.py).
 OLD_QDRANT_REV = "b7b8d2f"
@@ -52,11 +63,14 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", flush=True)
 
 
-def p1_run(label: str) -> dict:
-    """One `pytest -m p1` in its own reports folder; its wall time, outcome and stage data."""
-    out = REPORTS / "bench-runs" / label
+def p1_run(label: str, docker_host: str | None = None) -> dict:
+    """One `pytest -m p1` in its own reports folder (on the engine at `docker_host`, else the one
+    the gate finds); its wall time, outcome and stage data."""
+    out = REPORTS / "runs" / label
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "AIDB_GATE_REPORTS_DIR": str(out)}
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
     begin = time.monotonic()
     proc = subprocess.run([*PYTEST, "-m", "p1", "suites", "-q", f"--html={out}/gate.html", f"--junitxml={out}/junit.xml",
                            "-o", "junit_duration_report=call"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -75,6 +89,24 @@ def p1_run(label: str) -> dict:
             "critical_path_calls_s": round(ready + calls, 2), "tests_call_s": round(calls, 2), "work_s": work,
             "stages": {r["stage"]: r["seconds"] for r in summary.get("stages", [])},
             "dependency_ready_s": deps_ready, "boot_s": ev.get("boot_s")}
+
+
+class DockerEngine:
+    """The Docker engine of scripts/docker-netns.sh (its own network namespace, reached over TCP as
+    docker:dind is), started if it is not running and then stopped again at the end."""
+
+    def __enter__(self) -> str:
+        script = ROOT / "scripts" / "docker-netns.sh"
+        sock = "/run/aidb-dk/docker.sock"
+        self.started = subprocess.run(["curl", "-fsS", "--max-time", "2", "--unix-socket", sock, "http://d/_ping"],
+                                      capture_output=True).returncode != 0
+        subprocess.run(["bash", str(script), "start"], check=True)
+        env = subprocess.run(["bash", str(script), "env"], check=True, capture_output=True, text=True).stdout.strip()
+        return env.split("=", 1)[1]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            subprocess.run(["bash", str(ROOT / "scripts" / "docker-netns.sh"), "stop"], check=False)
 
 
 def remove_project_images() -> None:
@@ -97,7 +129,7 @@ def scale(rows: int, points: int) -> dict:
     from aidb_gate.config import load_config
     from aidb_gate.session import GateSession
 
-    work = REPORTS / "bench-scale"
+    work = REPORTS / "scale"
     shutil.rmtree(work, ignore_errors=True)  # scratch of an earlier bench: a backup folder is never reused
     cfg = load_config(ROOT, {"reports_dir": str(work), "dependencies": {"redis": {"enabled": False}}})
     session = GateSession(cfg, progress=log)
@@ -151,9 +183,8 @@ def scale(rows: int, points: int) -> dict:
         begin = time.monotonic()
         snap = q.result("POST", "/collections/bench_points/snapshots", params={"wait": "true"})["name"]
         raw_snap = work / "raw.snapshot"
-        with raw_snap.open("wb") as out:
-            for chunk in q.request("GET", f"/collections/bench_points/snapshots/{snap}", stream=True).iter_content(1 << 20):
-                out.write(chunk)
+        with raw_snap.open("wb") as out:  # streamed to the file, as curl -o would
+            q.request("GET", f"/collections/bench_points/snapshots/{snap}", into=out, max_bytes=None)
         with raw_snap.open("rb") as fh:
             raw_q.request("POST", "/collections/bench_points/snapshots/upload", params={"priority": "snapshot", "wait": "true"},
                           files={"snapshot": (raw_snap.name, fh, "application/octet-stream")})
@@ -186,6 +217,8 @@ def markdown(data: dict) -> str:
         ("critical path, call phases only as the tests' work", data.get("critical_path_calls_s")),
         ("warm / call-phase critical path", data.get("warm_over_critical_calls")),
         ("flaky runs", f"{data.get('flaky_runs')} of {data.get('repeat_runs')}"),
+        (f"warm `pytest -m p1` on Docker over TCP, median of {data.get('repeat_runs')}", data.get("docker_warm_p1_median_s")),
+        ("Docker / Podman (warm medians)", data.get("docker_over_podman")),
         (f"backup + verify + restore, {data.get('scale', {}).get('rows', '-')} Postgres rows", data.get("backup_scale_s")),
         ("raw pg_dump + pg_restore of the same data", data.get("raw_dump_restore_s")),
         ("gate / raw", data.get("scale", {}).get("backup_over_raw")),
@@ -225,6 +258,12 @@ def main() -> int:
     parser.add_argument("--skip-engines", action="store_true", help="skip the Qdrant engines side by side")
     parser.add_argument("--only-engines", action="store_true", help="measure the Qdrant engines side by side only")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--docker", action="store_true",
+                        help="also run the warm p1 on Docker (scripts/docker-netns.sh), interleaved with the Podman "
+                             "runs, for docker_over_podman")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one warm run per engine, a small scale, no cold run and no engines comparison, into "
+                             "bench-smoke.json: proves the bench still runs (make test)")
     parser.add_argument("--old-qdrant-rev", default=OLD_QDRANT_REV,
                         help="the commit whose qdrant-api recipe is the local-mode engine (default: %(default)s)")
     args = parser.parse_args()
@@ -232,7 +271,7 @@ def main() -> int:
         from qdrant_engines import compare
 
         # Into the last full bench's bench.json (its other figures kept), or a new one.
-        REPORTS.mkdir(exist_ok=True)
+        REPORTS.mkdir(parents=True, exist_ok=True)
         path = REPORTS / "bench.json"
         data = json.loads(path.read_text()) if path.exists() else {"machine": {"cpus": os.cpu_count()}}
         data["qdrant_engines"] = compare(args.points, args.queries, args.old_qdrant_rev, log)
@@ -241,13 +280,26 @@ def main() -> int:
         (REPORTS / "bench.md").write_text(markdown(data))
         print(markdown(data))
         return 0
-    REPORTS.mkdir(exist_ok=True)
+    if args.smoke:
+        args.repeat, args.skip_cold, args.skip_engines = 1, True, True
+        args.rows, args.points = min(args.rows, 20_000), min(args.points, 1_000)
+    name = "bench-smoke" if args.smoke else "bench"
+    REPORTS.mkdir(parents=True, exist_ok=True)
     data: dict = {"machine": {"cpus": os.cpu_count()}, "repeat_runs": args.repeat, "measured_at": time.strftime("%F %T")}
     if not args.skip_cold:
         remove_project_images()
         cold = p1_run("cold")
         data["cold_p1_s"], data["cold_exit"] = cold["wall_s"], cold["exit"]
-    warm = [p1_run(f"warm-{i + 1}") for i in range(args.repeat)]
+    with contextlib.ExitStack() as stack:
+        docker_host = stack.enter_context(DockerEngine()) if args.docker else None
+        if docker_host:
+            first = p1_run("docker-warm-up", docker_host)  # builds what that engine lacks; not counted
+            data["docker_warm_up_s"], data["docker_warm_up_exit"] = first["wall_s"], first["exit"]
+        warm, docker = [], []
+        for i in range(args.repeat):  # interleaved, so that both engines see the same machine
+            warm.append(p1_run(f"warm-{i + 1}"))
+            if docker_host:
+                docker.append(p1_run(f"docker-warm-{i + 1}", docker_host))
     data["warm_runs"] = warm
     data["warm_p1_median_s"] = round(statistics.median(r["wall_s"] for r in warm), 2)
     data["critical_path_s"] = round(statistics.median(r["critical_path_s"] for r in warm), 2)
@@ -257,9 +309,13 @@ def main() -> int:
     data["flaky_runs"] = sum(1 for r in warm if r["exit"] != 0)
     from aidb_gate.report import STAGES
 
-    seen = {s for r in warm for s in r["stages"]}
-    data["warm_stage_median_s"] = {s: round(statistics.median(r["stages"].get(s, 0.0) for r in warm), 2)
-                                   for s in STAGES if s in seen}
+    data["warm_stage_median_s"] = stage_medians(warm, STAGES)
+    if docker:
+        data["docker_runs"] = docker
+        data["docker_warm_p1_median_s"] = round(statistics.median(r["wall_s"] for r in docker), 2)
+        data["docker_over_podman"] = round(data["docker_warm_p1_median_s"] / data["warm_p1_median_s"], 3)
+        data["docker_flaky_runs"] = sum(1 for r in docker if r["exit"] != 0)
+        data["docker_stage_median_s"] = stage_medians(docker, STAGES)
     if not args.skip_scale:
         data["scale"] = scale(args.rows, args.points)
         data["backup_scale_s"] = data["scale"]["backup_scale_s"]
@@ -268,11 +324,40 @@ def main() -> int:
         from qdrant_engines import compare
 
         data["qdrant_engines"] = compare(args.points, args.queries, args.old_qdrant_rev, log)
-    (REPORTS / "bench.json").write_text(json.dumps(data, indent=2))
-    (REPORTS / "bench.md").write_text(markdown(data))
+    (REPORTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+    (REPORTS / f"{name}.md").write_text(markdown(data))
     print(markdown(data))
-    return 0 if data["flaky_runs"] == 0 else 1
+    problems = failures(data)
+    for problem in problems:
+        log(f"FAILED: {problem}")
+    return 1 if problems else 0
 
+
+def stage_medians(runs: list[dict], order: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """{stage: median seconds} over runs, in the pipeline's order (stages no run had are left out)."""
+    seen = {s for r in runs for s in r["stages"]}
+    return {s: round(statistics.median(r["stages"].get(s, 0.0) for r in runs), 2) for s in order if s in seen}
+
+
+def failures(data: dict) -> list[str]:
+    """What makes this bench a failure: a failed gate run (a flaky gate is a bug), a figure a run
+    should have produced and did not, or a problem the scale round trip found."""
+    problems = [f"{r['label']} exited {r['exit']}" for r in data.get("warm_runs", []) + data.get("docker_runs", [])
+                if r["exit"] != 0]
+    if data.get("cold_exit", 0) != 0:
+        problems.append(f"the cold run exited {data['cold_exit']}")
+    if data.get("docker_warm_up_exit", 0) != 0:
+        problems.append(f"the Docker warm-up run exited {data['docker_warm_up_exit']}")
+    for run in data.get("warm_runs", []) + data.get("docker_runs", []):
+        if not run["stages"] or not run["critical_path_s"]:
+            problems.append(f"{run['label']} left no stage times (reports/summary.json)")
+    scale = data.get("scale") or {}
+    for key in ("backup_scale_problems", "qdrant_scale_problems"):
+        if scale.get(key):
+            problems.append(f"scale {key}: {scale[key]}")
+    if scale and scale.get("qdrant_points_restored") != scale.get("points"):
+        problems.append(f"Qdrant restored {scale.get('qdrant_points_restored')} of {scale.get('points')} points")
+    return problems
 
 if __name__ == "__main__":
     sys.exit(main())

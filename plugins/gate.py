@@ -15,7 +15,7 @@ import html
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
@@ -43,11 +43,11 @@ VIEW = pytest.StashKey[tuple]()
 #: {worker id: the summary it sent in its workeroutput}, gathered by the xdist controller.
 WORKER_SUMMARIES = pytest.StashKey[dict]()
 #: The open lock file that marks this run's folder (reports_dir/runs/<id>/) as live.
-RUN_LOCK = pytest.StashKey[object]()
+RUN_LOCK = pytest.StashKey[IO[str]]()
 #: The workeroutput key a worker's summary travels under.
 SUMMARY_KEY = "aidb_gate_summary"
 #: {nodeid: the configuration key that switched the test off}: deselected, listed in the summaries.
-SWITCHED_OFF = pytest.StashKey[dict]()
+SWITCHED_OFF = pytest.StashKey[dict[str, str]]()
 GATE_MARKERS = PRIORITIES
 NOT_CONFIGURED = ("aidb-gate is not configured in this project, so its fixtures have nothing to gate: add a "
                   "[tool.aidb-gate] table to pyproject.toml (`aidb-gate init` writes one) or a gate.toml, or pass "
@@ -233,7 +233,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
     """What the configuration switched off, said where the collection is reported (also under --co)."""
-    return [f"[aidb-gate] {line}" for line in switched_off_lines(config.stash.get(SWITCHED_OFF, {}))]
+    off = config.stash.get(SWITCHED_OFF, {})
+    return [f"[aidb-gate] {line}" for line in switched_off_lines(off)]
 
 
 def switched_off(item: pytest.Item, gate: GateSession) -> str | None:
@@ -538,6 +539,8 @@ SHOWN = pytest.StashKey[dict]()
 
 
 def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession) -> None:
+    # `rep.extras` (read by pytest-html) and `rep.gate_blocked_like` (read below) are attributes
+    # TestReport does not declare: hence the attr-defined ignores.
     html_plugin = item.config.pluginmanager.getplugin("html")
     if html_plugin is None:
         return
@@ -550,8 +553,9 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
         if first != item.nodeid:  # said once: later tests of the same cause point to the first
             extra.append(extras.html(reporting.same_cause_html(verdict, first)))
             if reporting.cause_key(verdict) == reporting.BLOCKED:
-                rep.gate_blocked_like = first  # never ran: its log would repeat the first's word for word
-            rep.extras = extra
+                # never ran: its log would repeat the first's word for word
+                rep.gate_blocked_like = first  # type: ignore[attr-defined]
+            rep.extras = extra  # type: ignore[attr-defined]
             return
         extra.append(extras.html(reporting.verdict_html(verdict)))
         for name, text in reporting.log_extras(gate.log_dir, gate.run.redactor):
@@ -560,7 +564,7 @@ def _attach_extras(item: pytest.Item, rep: pytest.TestReport, gate: GateSession)
     elif rep.when == "call":
         for path in sorted(gate.log_dir.glob("*.log")):
             extra.append(extras.url(str(path.relative_to(gate.cfg.reports_dir)), name=path.name))
-    rep.extras = extra
+    rep.extras = extra  # type: ignore[attr-defined]
 
 
 def _stages_of_failed(config: pytest.Config) -> dict[str, str]:
@@ -605,7 +609,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     tr.write_line(stages.as_text())
     for line in reporting.image_lines(evidence):
         tr.write_line(line)
-    for line in switched_off_lines(config.stash.get(SWITCHED_OFF, {})):
+    off = config.stash.get(SWITCHED_OFF, {})
+    for line in switched_off_lines(off):
         tr.write_line(line)
     causes = reporting.group_causes(verdicts, stages, _stages_of_failed(config))
     if causes:

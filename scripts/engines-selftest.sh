@@ -3,7 +3,9 @@
 #   1. Docker (Debian's docker.io, in a network namespace of its own) reached over TCP from here, as a
 #      GitLab job reaches docker:dind; it builds whatever that engine lacks (base, recipes, target);
 #   2. the same, with every podman/docker CLI masked: every engine call must go through the API;
-#   3. a Podman socket shared with a run in mount and PID namespaces of its own (a CI job container
+#   3. doctor on that engine through its local socket: a dead network's rule and bridge in the
+#      engine's own network namespace are named, with commands that remove them (tests/engines);
+#   4. a Podman socket shared with a run in mount and PID namespaces of its own (a CI job container
 #      beside the engine), CLIs masked: backup and restore exec through the API.
 # A dockerd this script started is stopped at the end (its images stay in /var/lib/aidb-dk).
 #   usage: engines-selftest.sh PYTEST
@@ -20,11 +22,14 @@ bash "$here/scripts/docker-netns.sh" start
 if [ -n "$started" ]; then trap 'bash "$here/scripts/docker-netns.sh" stop' EXIT; fi
 tcp=$(bash "$here/scripts/docker-netns.sh" env)
 cd "$here"
-echo "[aidb-gate] engines 1/3: p1 on Docker over TCP ($tcp)"
+echo "[aidb-gate] engines 1/4: p1 on Docker over TCP ($tcp)"
 env "$tcp" "$pytest" -m p1 suites --html=reports/gate-docker.html --junitxml=reports/junit-docker.xml
-echo "[aidb-gate] engines 2/3: p1 on Docker over TCP, engine CLIs masked"
+echo "[aidb-gate] engines 2/4: p1 on Docker over TCP, engine CLIs masked"
 env "$tcp" bash scripts/without-engine-clis.sh "$pytest" -m p1 suites --html=reports/gate-docker-nocli.html \
   --junitxml=reports/junit-docker-nocli.xml
-echo "[aidb-gate] engines 3/3: p1 on a shared Podman socket, own mount and PID namespaces, engine CLIs masked"
+echo "[aidb-gate] engines 3/4: doctor finds a dead network's firewall rule and bridge in Docker's namespace"
+SELFTEST_DOCKER_SOCKET=/run/aidb-dk/docker.sock "$pytest" tests/engines -p no:cacheprovider --html=reports/selftest-engines.html \
+  --junitxml=reports/selftest-engines-junit.xml
+echo "[aidb-gate] engines 4/4: p1 on a shared Podman socket, own mount and PID namespaces, engine CLIs masked"
 bash scripts/shared-socket.sh "$pytest" -m p1 suites --html=reports/gate-shared-socket.html \
   --junitxml=reports/junit-shared-socket.xml

@@ -136,7 +136,7 @@ class ViaClient:
         return self.client.collection_exists(name)
 
     def create_collection(self, name: str) -> Any:
-        return self.client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=DISTANCE))
+        return self.client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance(DISTANCE)))
 
     def create_collection_status(self, name: str) -> int | None:
         try:
@@ -155,14 +155,14 @@ class ViaClient:
     def delete_collection(self, name: str) -> Any:
         return self.client.delete_collection(name)
 
-    def upsert(self, name: str, points: list[dict[str, Any]]) -> str:
+    def upsert(self, name: str, points: list[dict[str, Any]]) -> str | None:
         structs = [models.PointStruct(id=p["id"], vector=p["vector"], payload=p["payload"]) for p in points]
         return getattr(self.client.upsert(name, structs, wait=True).status, "value", None)
 
     def retrieve(self, name: str, ids: list[Any]) -> list[dict[str, Any]]:
         return [qa.point_dict(r) for r in self.client.retrieve(name, ids, with_payload=True, with_vectors=True)]
 
-    def delete_points(self, name: str, ids: list[Any]) -> str:
+    def delete_points(self, name: str, ids: list[Any]) -> str | None:
         result = self.client.delete(name, models.PointIdsList(points=ids), wait=True)
         return getattr(result.status, "value", None)
 
@@ -585,7 +585,7 @@ def test_api_key_is_required(transport, server, collections):
     else:
         for what, action in (("get_collections with a wrong key", lambda c: c.get_collections()),
                              ("create_collection with a wrong key", lambda c: c.create_collection(
-                                 name, vectors_config=models.VectorParams(size=DIM, distance=DISTANCE)))):
+                                 name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance(DISTANCE))))):
             client = ViaClient(wrong)
             try:
                 action(client.client)

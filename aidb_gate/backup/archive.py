@@ -201,9 +201,10 @@ class _StrictInfo(tarfile.TarInfo):
         if self.size < 0:
             raise ArchiveError("a pax header declares a negative size")
         start = tarfile.fileobj.tell()
-        _check_pax_records(tarfile.fileobj.read(self._block(self.size)), self.size)
+        # TarInfo._block and TarInfo._proc_pax are tarfile's private parser, absent from typeshed.
+        _check_pax_records(tarfile.fileobj.read(self._block(self.size)), self.size)  # type: ignore[attr-defined]
         tarfile.fileobj.seek(start)
-        return super()._proc_pax(tarfile)
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
 
     def _proc_gnusparse_10(self, next: Any, pax_headers: Any, tarfile: Any) -> None:
         """The map in front of the data: its entry count, then offset and length, one decimal
@@ -338,7 +339,7 @@ def scan(path: str | os.PathLike[str], limits: Limits | None = None) -> list[Mem
                 info = tar.next()  # the first call hands over the member TarFile() read
                 if info is None:
                     break
-                tar.members.clear()  # this list is the reader's, bounded by `limits.members`
+                tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed; the reader's list, bounded by `limits.members`
                 count += 1
                 if count > limits.members:
                     raise ArchiveError(f"the archive has more than {limits.members} members")

@@ -195,8 +195,8 @@ def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget,
     tables = pg_backup.row_counts(pg)
     run_command(command, cwd, command_env(out, pg, None), "Postgres backup", timeout_s, pg)
     files = sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink())
-    kinds = {p: dump_kind(p) for p in files}
-    dumps = [p for p in files if kinds[p] and kinds[p][1] == "database"]
+    kinds = {p: kind for p in files if (kind := dump_kind(p)) is not None}  # in files' order
+    dumps = [p for p, kind in kinds.items() if kind[1] == "database"]
     if len(dumps) > 1:
         dumps = [p for p in dumps if p == newest_for(out, pg.db)] or dumps
     if len(dumps) != 1:
@@ -207,7 +207,7 @@ def postgres_with_command(command: str, cwd: Path, dest: Path, pg: PgTarget,
                           "named after the database when it writes several.")
     path = dumps[0]
     entry = _entry(path, dest, database=pg.db, format=kinds[path][0], tables=tables, command=command)
-    roles = [p for p in files if kinds[p] and kinds[p][1] == "globals"]
+    roles = [p for p, kind in kinds.items() if kind[1] == "globals"]
     if roles:
         newest = max(roles, key=lambda p: p.stat().st_mtime)
         entry["globals"] = _entry(newest, dest, format=kinds[newest][0])

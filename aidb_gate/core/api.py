@@ -12,10 +12,13 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 #: How long one engine call may stay silent: inspect, logs and top answer in well under a second
 #: on a healthy engine; a hung engine must end in an error, not hold the gate.
@@ -108,8 +111,8 @@ def exec_in(engine: Engine, container_id: str, argv: list[str], user: str | None
             raise
         raise GateError(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} gave no answer within "
                         f"{timeout_s:g} s and was abandoned ({type(err).__name__}).") from None
-    out, err = output if isinstance(output, tuple) else (output, b"")
-    return int(code or 0), _text(out), _text(err)
+    out, stderr = output if isinstance(output, tuple) else (output, b"")
+    return int(code or 0), _text(out), _text(stderr)
 
 
 def inspect(engine: Engine, container_id: str) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def top(engine: Engine, container_id: str) -> str:
     return "\n".join("  ".join(str(c) for c in row) for row in rows)
 
 
-def exec_to(engine: Engine, container_id: str, argv: list[str], out: IO[bytes], *, timeout_s: float,
+def exec_to(engine: Engine, container_id: str, argv: list[str], out: SupportsWrite[bytes], *, timeout_s: float,
             user: str | None = None) -> tuple[int, str]:
     """Run argv inside a running container through the engine's API, its stdout streamed into
     `out` (a dump of any size needs no memory): (exit code, stderr). The whole call ends by

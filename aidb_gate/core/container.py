@@ -104,9 +104,9 @@ def publish(container: Any, *ports: int) -> None:
         container.ports.pop(str(port), None)
 
 
-def listening_inside(wrapped: Any, port: int) -> bool | None:
-    """Whether a process in the container listens on TCP `port`, read from its own /proc/net/tcp
-    (and tcp6) through an exec; None when the image cannot say (no `cat`, exec refused)."""
+def proc_net_tcp(wrapped: Any) -> str | None:
+    """The container's own /proc/net/tcp and tcp6 text, read through an exec; None when the image
+    cannot say (no `cat`, exec refused)."""
     try:
         code, output = wrapped.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)
     except Exception:
@@ -114,7 +114,14 @@ def listening_inside(wrapped: Any, port: int) -> bool | None:
     text = (output or b"").decode(errors="replace")
     if code not in (0, 1) or "local_address" not in text:  # 1: one of the two files is missing (no IPv6)
         return None
-    return listens_on(text, port)
+    return text
+
+
+def listening_inside(wrapped: Any, port: int) -> bool | None:
+    """Whether a process in the container listens on TCP `port` (see `listens_on`); None when the
+    image cannot say."""
+    text = proc_net_tcp(wrapped)
+    return None if text is None else listens_on(text, port)
 
 
 #: Loopback in /proc/net/tcp's hex (127.0.0.0/8 little-endian ends in 7F; ::1; ::ffff:127.x).
@@ -125,19 +132,32 @@ def listens_on(proc_net_tcp: str, port: int) -> bool:
     """Whether /proc/net/tcp text has a socket in LISTEN state (0A) on `port` on an address other
     containers and published ports reach: a server bound to loopback only is the service's own
     fault (the corpus has one), never an address problem of the engine."""
+    return any(not _is_loopback(local) for local, _remote in _sockets(proc_net_tcp, port, "0A"))
+
+
+def _sockets(proc_net_tcp: str, port: int, state: str):
+    """(local address hex, remote address hex) of each socket in `state` whose local port is `port`."""
     for line in proc_net_tcp.splitlines():
         fields = line.split()
-        if len(fields) > 3 and ":" in fields[1] and fields[3] == "0A":
+        if len(fields) > 3 and ":" in fields[1] and ":" in fields[2] and fields[3] == state:
             address, _, hex_port = fields[1].rpartition(":")
             try:
-                if int(hex_port, 16) != port:
-                    continue
+                if int(hex_port, 16) == port:
+                    yield address, fields[2].rpartition(":")[0]
             except ValueError:
                 continue
-            v4 = address[-8:] if len(address) == 32 and address[:24] in ("0" * 24, "0000000000000000FFFF0000") else address
-            if not (len(v4) == 8 and v4.upper().endswith("7F")) and address not in _LOOPBACK_HEX:
-                return True
-    return False
+
+
+def _is_loopback(address_hex: str) -> bool:
+    v4 = (address_hex[-8:] if len(address_hex) == 32 and address_hex[:24] in ("0" * 24, "0000000000000000FFFF0000")
+          else address_hex)
+    return (len(v4) == 8 and v4.upper().endswith("7F")) or address_hex in _LOOPBACK_HEX
+
+
+def connections_from_outside(proc_net_tcp: str, port: int) -> int:
+    """How many established connections to `port` came from outside the container (not from its
+    own loopback, where a healthcheck or the server's own tooling connects)."""
+    return sum(1 for _local, remote in _sockets(proc_net_tcp, port, "01") if not _is_loopback(remote))
 
 
 def unreachable_address(name: str, where: Reach, host_port: int, port: int, said: str) -> str:
@@ -150,6 +170,17 @@ def unreachable_address(name: str, where: Reach, host_port: int, port: int, said
                           "if the engine runs elsewhere (another host, a CI service beside this job, another network "
                           "namespace), set DOCKER_HOST=tcp://<its address>:<port> so the gate connects there; if a "
                           "stale port-forward rule captures the port, `aidb-gate doctor` names it."))
+
+
+def captured_address(name: str, where: Reach, host_port: int, port: int) -> str:
+    """The verdict on an address that answers, but not from the container: a stale port-forward
+    rule, a proxy or another server owns it. Never blamed on the service."""
+    return (f"The gate's connection to the {name} dependency at {where.host}:{host_port} was answered by another "
+            f"server, not by the {name} container: {name} listens on {port} inside it, and while the gate held "
+            f"that connection open the container saw no connection from outside. Something else owns that address "
+            f"on the engine's host ({where.docker_host}): a port-forward rule a dead run left (`aidb-gate doctor` "
+            f"names it and how to remove it), or a proxy or tunnel bound to the same port. This is an address "
+            f"problem of this machine, not of {name}.")
 
 
 def host_port(container: Any, port: int) -> int:

@@ -29,7 +29,7 @@ FIRST_HOST = 100
 #: Run networks take a /24 from here. The gate names the subnet itself because Docker grants
 #: fixed addresses only on networks created with an explicit subnet (moby/moby#45806); Podman
 #: accepts the same request, so both engines run one code path.
-SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
+SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")
 #: Another run may take the same free subnet between our look and our create: try again.
 CREATE_TRIES = 6
 T = TypeVar("T")

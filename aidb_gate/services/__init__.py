@@ -41,7 +41,7 @@ from typing import Any
 
 from aidb_gate.compose import Healthcheck, repository
 from aidb_gate.config import DependencyConfig
-from aidb_gate.core.container import LogFollower, client_kw, host_port, publish, reach
+from aidb_gate.core.container import LogFollower, client_kw, host_port, listens_on, publish, reach
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
@@ -61,7 +61,7 @@ class Offer:
     """How a dependency container runs, and what it offers the service under test."""
 
     environment: dict[str, str] = field(default_factory=dict, repr=False)
-    command: list[str] | None = None
+    command: list[str] | tuple[str, ...] | None = None  # an argv: testcontainers forwards one, though its hint says str
     #: Secret endpoint fields (password, api_key): redacted everywhere.
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     #: Other endpoint fields (db, user, url).
@@ -124,7 +124,7 @@ class Dependency:
     def wait_ready(self, deadline_s: float = 60.0) -> PollResult:
         """Poll the plug-in's readiness check until it passes or the deadline passes."""
         assert self.check is not None
-        return poll_until(lambda: self.check(self), deadline_s, interval_s=0.2)
+        return poll_until(functools.partial(self.check, self), deadline_s, interval_s=0.2)
 
     @property
     def kind(self) -> str:
@@ -172,7 +172,7 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
         raise GateError(f"The {role} dependency needs secret files mounted, and no mount plan was given.",
                         stage="dependencies")
     runtime = mounts.kwargs(role, dep.mounts, files=offer.files) if mounts is not None else {}
-    container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),
+    container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),  # type: ignore[arg-type]
                                 name=run.name(role), docker_client_kw=client_kw(), **attach, **runtime)
     if dep.port:
         publish(container, dep.port)
@@ -229,49 +229,83 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
 
 
 class _AddressWatch:
-    """While a dependency is not ready, checks now and then that its published address reaches it:
-    a refused or silent address while the server listens inside its container is the engine's
-    address (or a stale rule capturing the port), said at once instead of after the whole wait."""
+    """While a dependency is not ready, checks now and then that its published address reaches it,
+    and says at once (instead of after the whole wait) when it does not:
+
+    - refused or silent while the server listens inside its container: the engine's address is
+      not where the gate connects (or a stale rule sends the port nowhere);
+    - answered, the server listening inside, the readiness check still failing, yet the
+      container sees no connection from outside while the gate holds one open (twice in a row):
+      another server owns the address (a stale port-forward rule of a dead run, a proxy)."""
 
     #: The first look, the pause between looks, and how long the address must keep failing while
     #: the server listens. Podman on a loaded 2-core machine was seen refusing a published port for
     #: 2-5 s after the server inside listened (its port forwarding lags the start): a wrong or
     #: captured address fails for ever, so the verdict waits 20 s, not the whole 120 s deadline.
     FIRST_S, EVERY_S, HOLD_S = 2.0, 2.0, 20.0
+    #: How long a held connection may take to show inside (a userland proxy connects on accept).
+    SEEN_WITHIN_S = 1.5
 
     def __init__(self, dependency: Dependency):
         self.dependency = dependency
         self.begin = time.monotonic()
         self.next_at = self.begin + self.FIRST_S
         self.since: float | None = None
+        self.answered_since: float | None = None
+        self.unseen = 0
         self.verdict = ""
 
     def problem(self) -> str | None:
         import socket
 
-        from aidb_gate.core.container import listening_inside, unreachable_address
+        from aidb_gate.core.container import listening_inside
 
         dep = self.dependency
         if not dep.config.port or time.monotonic() < self.next_at:
             return None
         self.next_at = time.monotonic() + self.EVERY_S
         try:
-            with socket.create_connection((dep.host, dep.host_port), timeout=2):
+            with socket.create_connection((dep.host, dep.host_port), timeout=2) as held:
                 self.since = None
-                return None  # the address answers: whatever is not ready yet is the dependency's own
+                return self._answered(held)
         except OSError as err:
             said = err.strerror or type(err).__name__
         except Exception:  # no published port yet: the engine has not finished starting it
             return None
+        self.answered_since, self.unseen = None, 0
         if not listening_inside(dep.container.get_wrapped_container(), dep.config.port):
             self.since = None
             return None
         self.since = self.since or time.monotonic()
         if time.monotonic() - self.since < self.HOLD_S:
             return None
-        from aidb_gate.core.container import reach
+        from aidb_gate.core.container import reach, unreachable_address
 
         self.verdict = unreachable_address(dep.name, reach(), dep.host_port, dep.config.port, said)
+        return self.verdict
+
+    def _answered(self, held: Any) -> str | None:
+        """The address answers and the dependency is still not ready: whose answer is it?"""
+        from aidb_gate.core.container import captured_address, connections_from_outside, proc_net_tcp, reach
+
+        dep = self.dependency
+        self.answered_since = self.answered_since or time.monotonic()
+        if time.monotonic() - self.answered_since < self.HOLD_S:
+            return None
+        wrapped = dep.container.get_wrapped_container()
+
+        def sees_the_gate() -> bool:  # or cannot say: then whatever is not ready is the dependency's own
+            text = proc_net_tcp(wrapped)
+            return (text is None or not listens_on(text, dep.config.port)
+                    or connections_from_outside(text, dep.config.port) > 0)
+
+        if poll_until(sees_the_gate, self.SEEN_WITHIN_S, interval_s=0.3).ok:
+            self.unseen = 0
+            return None
+        self.unseen += 1
+        if self.unseen < 2:
+            return None
+        self.verdict = captured_address(dep.name, reach(), dep.host_port, dep.config.port)
         return self.verdict
 
 

@@ -312,6 +312,13 @@ def test_an_earlier_runs_reports_folder_may_hold_other_things_too(tmp_path):
     assert load_config(tmp_path, environ={}).reports_dir == reports.resolve()
 
 
+def test_the_benchs_own_folder_does_not_block_a_first_gate_run(tmp_path):
+    """`make bench` before any gate run writes reports/bench/ only, which the policy knows."""
+    (tmp_path / "reports" / "bench" / "runs" / "warm-1").mkdir(parents=True)
+    (tmp_path / "reports" / "bench" / "bench.md").write_text("")
+    assert load_config(tmp_path, environ={}).reports_dir == (tmp_path / "reports").resolve()
+
+
 # ---- exit code 4: the plugin turns a ConfigError into pytest's usage error ----------------------
 
 

@@ -52,10 +52,66 @@ def test_podman_bridges_without_a_network_are_found_other_bridges_are_not():
     assert [f.remove for f in found] == [("ip link delete podman7",), ("ip link delete cni-podman2",)]
 
 
+# Docker 20.10's nat rules on this machine: the default bridge, one live user network and one whose
+# network is gone (its bridge br-0a1b2c3d4e5f no longer belongs to any network).
+DOCKER_NAT = """-N DOCKER
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.18.0.0/16 ! -o br-79c06f3b1c04 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER -i br-79c06f3b1c04 -j RETURN
+-A DOCKER -d 127.0.0.1/32 ! -i br-79c06f3b1c04 -p tcp -m tcp --dport 49153 -j DNAT --to-destination 172.18.0.2:5432
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 49154 -j DNAT --to-destination 172.17.0.2:6379
+-A DOCKER -d 127.0.0.1/32 ! -i br-0a1b2c3d4e5f -p tcp -m tcp --dport 33133 -j DNAT --to-destination 172.19.0.3:5432
+"""
+
+
+def test_docker_rules_of_bridges_without_a_network_are_found_with_their_removal():
+    found = firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04"})
+    assert len(found) == 1 and "host port 33133" in found[0].what and "172.19.0.3:5432" in found[0].what
+    assert found[0].remove == ("iptables -t nat -D DOCKER -d 127.0.0.1/32 ! -i br-0a1b2c3d4e5f -p tcp -m tcp --dport "
+                               "33133 -j DNAT --to-destination 172.19.0.3:5432",)
+    assert firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04", "br-0a1b2c3d4e5f"}) == []
+    inside = firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04"}, prefix="nsenter --net=/x ")
+    assert inside[0].remove[0].startswith("nsenter --net=/x iptables -t nat -D DOCKER ")
+
+
+def test_docker_bridges_without_a_network_are_found_other_links_are_not():
+    found = firewall.stale_docker_bridges(["docker0", "br-79c06f3b1c04", "br-0a1b2c3d4e5f", "podman3", "br-lan"],
+                                          {"docker0", "br-79c06f3b1c04"})
+    assert [f.remove for f in found] == [("ip link delete br-0a1b2c3d4e5f",)]
+
+
+def test_a_docker_networks_bridge_is_named_as_docker_names_it():
+    assert firewall._docker_bridge({"Id": "79c06f3b1c045e48", "Options": {}}) == "br-79c06f3b1c04"
+    assert firewall._docker_bridge({"Id": "aa", "Options": {"com.docker.network.bridge.name": "docker0"}}) == "docker0"
+
+
+def test_the_process_behind_a_unix_socket_is_found(tmp_path):
+    import socket
+
+    path = tmp_path / "engine.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        assert firewall.engine_pid(f"unix://{path}") == os.getpid()
+    assert firewall.engine_pid(f"unix://{tmp_path / 'gone.sock'}") is None
+    assert firewall.engine_pid("tcp://docker:2375") is None
+
+
 def test_an_engine_whose_firewall_is_elsewhere_is_not_checked_and_says_why():
     engine = type("E", (), {"kind": "docker", "docker_host": "tcp://docker:2375"})()
     found, why = firewall.host_leftovers(engine)
     assert found == [] and "tcp://docker:2375" in why
+
+
+class _NoNetworks:
+    """A local Podman that has no network at all: every netavark rule is then a dead run's."""
+
+    kind = "podman"
+
+    def podman_client(self, _timeout):
+        networks = type("N", (), {"list": staticmethod(lambda: [])})()
+        return type("C", (), {"networks": networks, "close": lambda self: None})()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables")
@@ -71,8 +127,7 @@ def test_a_real_stale_rule_in_this_hosts_firewall_is_found(monkeypatch):
         subprocess.run(["iptables", "-t", "nat", "-N", "NETAVARK-HOSTPORT-DNAT"], check=True)
     subprocess.run(["iptables", "-t", "nat", "-A", "NETAVARK-HOSTPORT-DNAT", *spec], check=True)
     try:
-        networks = type("N", (), {"list": staticmethod(lambda: [])})()
-        found, why = firewall.leftovers(type("C", (), {"networks": networks})())
+        found, why = firewall.leftovers(_NoNetworks())
         mine = [f for f in found if name in f.what]
         assert why == "" and len(mine) == 1 and "host port 1 " in mine[0].what
         for command in mine[0].remove:  # the commands it gives do remove it

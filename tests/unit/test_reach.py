@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate.core.container import Reach, listens_on, reach_for, unreachable_address
+from aidb_gate.core.container import (
+    Reach,
+    captured_address,
+    connections_from_outside,
+    listens_on,
+    reach_for,
+    unreachable_address,
+)
 
 
 @pytest.mark.parametrize(("docker_host", "publish", "host", "remote"), [
@@ -67,3 +74,27 @@ def test_a_server_bound_to_loopback_inside_is_not_an_address_problem():
     assert not listens_on(v4_loopback, 5432) and not listens_on(v6_loopback, 5432)
     assert not listens_on(mapped_loopback, 5432)
     assert listens_on(container_ip, 5432)
+
+
+def test_connections_from_outside_count_established_rows_to_the_port_from_other_addresses():
+    """The captured-address check counts what reached the server from outside its container: an
+    established row to its port from a non-loopback address; its own loopback clients (a
+    healthcheck) and rows of other ports do not count."""
+    rows = """  sl  local_address rem_address   st
+   0: 00000000:1538 00000000:0000 0A 0
+   1: 640A590A:1538 010A590A:D431 01 0
+   2: 0100007F:1538 0100007F:D432 01 0
+   3: 640A590A:A2B4 010A590A:1538 01 0
+   4: 640A590A:1538 010A590A:D433 06 0
+"""
+    assert connections_from_outside(rows, 5432) == 1
+    assert connections_from_outside(rows.replace(" 01 0\n", " 06 0\n", 1), 5432) == 0
+    six = "   0: 0000000000000000FFFF0000640A590A:18EB 0000000000000000FFFF0000010A590A:D431 01 0"
+    assert connections_from_outside(six, 6379) == 1
+    assert connections_from_outside("garbage\n1: zz:zz yy:yy 01", 5432) == 0
+
+
+def test_a_captured_address_is_the_machines_not_the_dependencys():
+    said = captured_address("postgres", reach_for("tcp://docker:2375"), 33133, 5432)
+    assert "docker:33133" in said and "another server" in said and "not of postgres" in said
+    assert "doctor" in said and "did not become ready" not in said
