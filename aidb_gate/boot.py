@@ -23,8 +23,9 @@ from aidb_gate.core.container import LogFollower, client_kw, publish, reach
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
+from aidb_gate.core.text import clip
 from aidb_gate.core.wait import HttpProbe, NotReady
-from aidb_gate.report import clip
+from aidb_gate.stages import StageName
 
 if TYPE_CHECKING:
     from aidb_gate.core.mounts import MountPlan
@@ -157,7 +158,7 @@ def _boot(session: Pipeline) -> Boot:
 
 
 #: The service booted on the run's network against the running stack.
-BOOT: Step[Boot] = Step("boot", "boot", _boot)
+BOOT: Step[Boot] = Step("boot", StageName.BOOT, _boot)
 
 
 def image_owner(engine: Any, image: str, user: str = "") -> tuple[int, int] | None:

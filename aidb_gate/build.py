@@ -20,10 +20,11 @@ from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.core import api
+from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
-from aidb_gate.engine import Engine
 from aidb_gate.errors import BuildError, ImageError
 from aidb_gate.images import PROJECT_LABEL, Progress, announce_image, image_id, project_id, run_build, tree_hash, try_pull
+from aidb_gate.stages import StageName
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _prebuilt(engine: Engine, ref: str) -> BuildResult:
                 f"The image {ref} given with --gate-image (or `image`) is not present locally and cannot be "
                 f"pulled ({why}). Build or load it first (`podman images` lists what is local), or drop "
                 "--gate-image to build from --gate-target.",
-                stage="build",
+                stage=StageName.BUILD,
             )
     return BuildResult(True, ref, found, prebuilt=True, metadata=image_metadata(engine, ref))
 
@@ -195,4 +196,4 @@ def _build(session: Pipeline) -> BuildResult:
 
 #: The target image, built as production builds it (or the prebuilt one found). A failed build is
 #: a result the build stage judges, not an error.
-BUILD: Step[BuildResult] = Step("build", "build", _build)
+BUILD: Step[BuildResult] = Step("build", StageName.BUILD, _build)

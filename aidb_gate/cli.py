@@ -22,11 +22,11 @@ from aidb_gate.backup import PgTarget, QdrantTarget, backup_folder, restore_back
 from aidb_gate.config import load_config
 from aidb_gate.core.janitor import reap_dead_runs, remove_finished_run, remove_kept_runs
 from aidb_gate.core.names import escape
+from aidb_gate.core.text import clip
 from aidb_gate.doctor import doctor
 from aidb_gate.errors import ConfigError, GateError
 from aidb_gate.images import project_id, prune_target_images
 from aidb_gate.keep import kept_secrets_file
-from aidb_gate.report import clip
 from aidb_gate.session import GateSession
 
 
@@ -172,7 +172,7 @@ def _engine_for(args: argparse.Namespace):
     import os
     import uuid
 
-    from aidb_gate.engine import DOCKER_SOCKET, connect
+    from aidb_gate.core.engine import DOCKER_SOCKET, connect
 
     environ = dict(os.environ)
     if args.engine == "docker" and not environ.get("DOCKER_HOST") and Path(DOCKER_SOCKET).exists():

@@ -52,6 +52,7 @@ import aidb_gate.fixtures as fixtures
 from aidb_gate.config import DEFAULTS, deep_merge, validate_shape
 from aidb_gate.errors import ConfigError
 from aidb_gate.stages import NAMES as STAGES
+from aidb_gate.stages import StageName
 
 REFERENCE: Path = fixtures.REFERENCE
 BROKEN: Path = fixtures.BROKEN
@@ -68,7 +69,7 @@ RESERVED_GATE_KEYS = {"target", "image", "reports_dir", "keep", "compose", "serv
 #: The reference's stack as production defines it; a context that has it is gated through it.
 COMPOSE_FILE, COMPOSE_SERVICE = "compose.yml", "aidb"
 #: The pseudo-stage of a case the gate must refuse before any stage runs (bad configuration).
-CONFIG_STAGE = "config"
+CONFIG_STAGE = StageName.CONFIG
 
 #: Never copied from the reference into a build context.
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".mypy_cache")
@@ -158,9 +159,9 @@ def load_case(folder: Path) -> Case:
         raise bad("why", "must be one sentence saying which real failure this case reproduces")
 
     stage = data.get("stage")
-    if stage not in [*STAGES, CONFIG_STAGE]:
-        raise bad("stage", f"must be one of {STAGES} (the first stage the gate must fail) or {CONFIG_STAGE!r} (the "
-                           f"run must stop with a configuration error), got {stage!r}")
+    if stage not in STAGES:
+        raise bad("stage", f"must be one of {[str(s) for s in STAGES]}: the first stage the gate must fail, or "
+                           f"{str(CONFIG_STAGE)!r} when the run must stop with a configuration error; got {stage!r}")
 
     verdict = data.get("verdict")
     if not isinstance(verdict, list) or not verdict or not all(isinstance(v, str) and v for v in verdict):
@@ -174,7 +175,7 @@ def load_case(folder: Path) -> Case:
     markers = data.get("markers", DEFAULT_MARKERS)
     if not isinstance(markers, str) or not markers.strip():
         raise bad("markers", f"must be a pytest -m expression, got {markers!r}")
-    if stage == "faults" and "faults" not in markers:
+    if stage == StageName.FAULTS and StageName.FAULTS not in markers:
         raise bad("markers", f"is {markers!r}, which does not select the faults stage; use e.g. "
                              "\"p1 or (p2 and faults)\"")
 

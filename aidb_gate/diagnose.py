@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.core import api
+from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
-from aidb_gate.engine import Engine
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
+from aidb_gate.stages import StageName
 
 TCP_LISTEN = "0A"
 
@@ -285,4 +286,4 @@ def _diagnose_boot(session: Pipeline) -> Diagnosis:
 
 
 #: Why the service did not boot, with the evidence (asked for only when it did not).
-BOOT_DIAGNOSIS: Step[Diagnosis] = Step("diagnosis", "boot", _diagnose_boot)
+BOOT_DIAGNOSIS: Step[Diagnosis] = Step("diagnosis", StageName.BOOT, _diagnose_boot)

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidb_gate.engine import PROJECT_CONTAINERS_CONF, ROOTLESS_V1_LIMITS, Engine, connect, containers_conf_reasons
+from aidb_gate.core.engine import PROJECT_CONTAINERS_CONF, ROOTLESS_V1_LIMITS, Engine, connect, containers_conf_reasons
 
 #: The project's base image: it has python3, and `make gate` builds it where nothing else exists.
 BASE_IMAGE = "localhost/aidb-gate/base:bookworm"

@@ -8,31 +8,34 @@ traceback from deep inside docker-py.
 
 from __future__ import annotations
 
+from aidb_gate.stages import StageName
+from aidb_gate.stages import stage as _stage
+
 
 class GateError(Exception):
     """A problem the user can fix; `str(err)` is the whole explanation."""
 
     #: The gate stage the error belongs to, for the report's stage table.
-    stage: str = "config"
+    stage: StageName = StageName.CONFIG
 
-    def __init__(self, message: str, *, stage: str | None = None, evidence: dict[str, str] | None = None):
+    def __init__(self, message: str, *, stage: StageName | None = None, evidence: dict[str, str] | None = None):
         super().__init__(message)
         if stage:
-            self.stage = stage
+            self.stage = _stage(stage)  # a name outside the table fails here, not as a missing report row
         self.evidence = evidence or {}
 
 
 class ConfigError(GateError):
-    stage = "config"
+    stage = StageName.CONFIG
 
 
 class EngineError(GateError):
-    stage = "engine"
+    stage = StageName.ENGINE
 
 
 class ImageError(GateError):
-    stage = "images"
+    stage = StageName.IMAGES
 
 
 class BuildError(GateError):
-    stage = "build"
+    stage = StageName.BUILD

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from aidb_gate.core import http
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 PROBE_STATUSES = {"healthy", "degraded", "unhealthy", "unknown"}
 DEPENDENCY_KEYS = {"name", "status", "critical", "message", "error"}

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import aidb_gate.fixtures as fixtures
-from aidb_gate.engine import Engine
+from aidb_gate.core.engine import Engine
+from aidb_gate.core.text import clip
 from aidb_gate.errors import ImageError
-from aidb_gate.report import clip
 
 RECIPES: Path = fixtures.IMAGES
 BASE_SCRIPT = RECIPES / "base" / "build-base.sh"

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aidb_gate.core import api
+from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
-from aidb_gate.engine import Engine
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
+from aidb_gate.stages import StageName
 
 #: Import names whose distribution on PyPI is named differently.
 DISTRIBUTIONS = {
@@ -171,4 +172,4 @@ def _imports(session: Pipeline) -> ImportReport:
 
 
 #: Every module imported inside the image, with the service's environment and secrets, no network.
-IMPORTS: Step[ImportReport] = Step("imports", "imports", _imports)
+IMPORTS: Step[ImportReport] = Step("imports", StageName.IMPORTS, _imports)

@@ -17,8 +17,8 @@ from typing import Any
 
 from aidb_gate.config import GateConfig
 from aidb_gate.core.container import reach, url_host
-from aidb_gate.engine import Engine, service_dir
-from aidb_gate.report import clip
+from aidb_gate.core.engine import Engine, service_dir
+from aidb_gate.core.text import clip
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 from aidb_gate import health
 from aidb_gate.core import http
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 #: What a refused API key may answer: 401 (missing or wrong key), 403 (valid key without rights).
 REFUSED = {401, 403}

@@ -1,9 +1,5 @@
-"""report: what a reviewer reads - secret redaction, the stage table, and per-test evidence.
-
-Guarantees: every string that leaves the gate (log files, report extras, failure text, JUnit
-XML) goes through one `Redactor`, which knows every secret the run made. Text is cut only by
-`clip`, which redacts with every live run's secrets first, so no cut can leave part of a secret
-that the redactor would no longer recognise.
+"""report: what a reviewer reads - the stage table, the verdicts grouped by cause, and per-test
+evidence, all redacted (core/text.py) before they are written.
 """
 
 from __future__ import annotations
@@ -14,71 +10,16 @@ import html
 import json
 import os
 import shutil
-import threading
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Re-exported: the report's callers and the self-tests name them here too.
+from aidb_gate.core.text import MASK, Redactor, clip, redact_all  # noqa: F401
 from aidb_gate.errors import GateError
-from aidb_gate.stages import NAMES, stage_of_markers
-
-MASK = "***"
-
-
-#: Every Redactor alive in this process: `clip` applies them all, so code that holds no run (an
-#: engine error, a user's command output) still never cuts a secret in half.
-_LIVE: weakref.WeakSet[Redactor] = weakref.WeakSet()
-
-
-class Redactor:
-    """Replaces every registered secret with ***; thread-safe, longest secret first."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-        _LIVE.add(self)
-
-    def add(self, secret: str) -> None:
-        if secret and len(secret) >= 4:
-            with self._lock:
-                self._secrets.add(secret)
-
-    def known(self) -> frozenset[str]:
-        """The secrets registered so far (for self-tests that look for them elsewhere)."""
-        with self._lock:
-            return frozenset(self._secrets)
-
-    def __call__(self, text: str) -> str:
-        if not text:
-            return text
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for s in secrets:
-            if s in text:
-                text = text.replace(s, MASK)
-        return text
-
-    def bytes(self, data: bytes) -> bytes:
-        return self(data.decode("utf-8", errors="replace")).encode()
-
-
-def redact_all(text: str) -> str:
-    """`text` with the secrets of every live run masked."""
-    for redactor in list(_LIVE):
-        text = redactor(text)
-    return text
-
-
-def clip(text: str, limit: int, *, tail: bool = False) -> str:
-    """Redact, then cut: at most `limit` characters of `text` (the last ones when `tail`), with
-    every live run's secrets masked before the cut. The one way the gate shortens text."""
-    text = redact_all(text or "")
-    if len(text) <= limit:
-        return text
-    return text[-limit:] if tail else text[:limit]
-
+from aidb_gate.stages import NAMES, ORDER, stage_of_markers
+from aidb_gate.stages import stage as known_stage
 
 #: The pipeline's stages in order (the table is aidb_gate/stages.py).
 STAGES = NAMES
@@ -93,14 +34,16 @@ class StageBook:
         self._tests: dict[str, dict[str, int]] = {}
 
     def record(self, stage: str, seconds: float, ok: bool) -> None:
+        stage = known_stage(stage)  # a stage outside the table would have no row: refused, not dropped
         self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
         if not ok:
             self._failed.add(stage)
 
     def mark_failed(self, stage: str) -> None:
-        self._failed.add(stage)
+        self._failed.add(known_stage(stage))
 
     def add_test(self, stage: str, outcome: str, seconds: float) -> None:
+        stage = known_stage(stage)
         counts = self._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
         counts[outcome] = counts.get(outcome, 0) + 1
         self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
@@ -231,7 +174,6 @@ class Cause:
         return {"stage": self.stage, "verdict": self.verdict, "tests": list(self.tests), "blocked": self.blocked}
 
 
-_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 
 
 def stages_of_reports(reports: Iterable) -> dict[str, str]:
@@ -254,11 +196,11 @@ def _breaking_stage(blocked: list[str], stages: StageBook | None, stages_of: dic
     """The stage whose failure blocked these tests: the last failed stage before the earliest of
     them (a stage's own blocked checks, e.g. the build's metadata tests, name that stage)."""
     failed = [str(r["stage"]) for r in stages.rows() if r["status"] == "failed"] if stages else []
-    known = [s for s in (stages_of.get(n) for n in blocked) if s in _ORDER]
+    known = [s for s in (stages_of.get(n) for n in blocked) if s in ORDER]
     if not known:
         return failed[0] if failed else None
-    earliest = min(known, key=_ORDER.__getitem__)
-    before = [s for s in failed if s in _ORDER and _ORDER[s] < _ORDER[earliest]]
+    earliest = min(known, key=ORDER.__getitem__)
+    before = [s for s in failed if s in ORDER and ORDER[s] < ORDER[earliest]]
     return before[-1] if before else earliest
 
 
@@ -282,14 +224,14 @@ def group_causes(verdicts: dict[str, str], stages: StageBook | None = None,
             own[line] = Cause(stage, line, [nodeid], _rest(verdict))
             continue
         cause.tests.append(nodeid)
-        if stage in _ORDER and (cause.stage not in _ORDER or _ORDER[stage] < _ORDER[cause.stage]):
+        if stage in ORDER and (cause.stage not in ORDER or ORDER[stage] < ORDER[cause.stage]):
             cause.stage = stage
     causes = list(own.values())
     if blocked:
         causes.append(Cause(_breaking_stage(blocked, stages, stages_of), headline(blocked_verdict), blocked,
                             _rest(blocked_verdict), blocked=True))
     # Stable: within a stage, a cause of its own comes before the tests it blocked.
-    causes.sort(key=lambda c: (_ORDER.get(c.stage or "", len(_ORDER)), c.blocked))
+    causes.sort(key=lambda c: (ORDER.get(c.stage or "", len(ORDER)), c.blocked))
     return causes
 
 

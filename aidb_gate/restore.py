@@ -25,6 +25,7 @@ from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
 from aidb_gate.core import http
 from aidb_gate.core.steps import Pipeline, Step
+from aidb_gate.stages import StageName
 
 if TYPE_CHECKING:
     from aidb_gate.boot import Boot
@@ -144,4 +145,4 @@ def _restore(session: Pipeline) -> RestoreRun:
 
 
 #: The backup restored into fresh dependencies and the service booted against them.
-RESTORE: Step[RestoreRun] = Step("restore", "restore", _restore)
+RESTORE: Step[RestoreRun] = Step("restore", StageName.RESTORE, _restore)

@@ -30,12 +30,12 @@ from aidb_gate.compose import Healthcheck
 from aidb_gate.config import GateConfig
 from aidb_gate.core.ahead import Ahead
 from aidb_gate.core.container import configure_testcontainers
+from aidb_gate.core.engine import ROOTLESS_V1_LIMITS, Engine, connect
 from aidb_gate.core.firewall import host_leftovers
 from aidb_gate.core.janitor import Sweep, reap_dead_runs, remove_run_quietly
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.run import RENEW_TIMEOUT_S, Lease, Run, lease_seconds
 from aidb_gate.core.steps import Step, StepRunner
-from aidb_gate.engine import ROOTLESS_V1_LIMITS, Engine, connect
 from aidb_gate.errors import GateError
 from aidb_gate.health import declared_healthcheck
 from aidb_gate.images import ImageInfo
@@ -45,6 +45,7 @@ from aidb_gate.report import StageBook, run_folder
 from aidb_gate.restore import RESTORE, RestoreRun
 from aidb_gate.services import Dependency, plugin
 from aidb_gate.stack import BASE, IMAGES, STACK, BaseImage, Stack
+from aidb_gate.stages import StageName
 
 T = TypeVar("T")
 
@@ -143,14 +144,14 @@ class GateSession:
     def _spare(self, name: str, role: str) -> Dependency:
         self.stack()  # waits for the stack: the spare must not slow the dependencies tests wait on
         if self._ahead.closing.is_set():  # the run is ending (Ctrl-C, failure): start nothing new
-            raise GateError("the run ended before this fresh instance was needed", stage="dependencies")
+            raise GateError("the run ended before this fresh instance was needed", stage=StageName.DEPENDENCIES)
         try:
             return self._start_fresh(name, role)
         except GateError:
             raise
         except Exception as err:
             raise GateError(f"a fresh {name} ({role}) did not start: {type(err).__name__}: {err}",
-                            stage="dependencies") from err
+                            stage=StageName.DEPENDENCIES) from err
 
     # -- the step runner ------------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class GateSession:
                     client.close()
                 ok = True
             finally:
-                self.stages.record("engine", time.monotonic() - begin, ok)
+                self.stages.record(StageName.ENGINE, time.monotonic() - begin, ok)
             self.progress(f"engine: {self.engine.description}; run {self.run.id}")
             for note in self.engine.notes:
                 self.progress(note)
@@ -234,7 +235,7 @@ class GateSession:
         self.base_ref()
         result = self.step(BUILD)
         if not result.ok:
-            self.stages.mark_failed("build")
+            self.stages.mark_failed(StageName.BUILD)
         return result
 
     def target_image(self) -> str:
@@ -243,7 +244,7 @@ class GateSession:
             raise GateError(
                 f"The image did not build (exit {result.exit_code}), so this stage cannot run (see the build stage). "
                 f"Last lines of {result.log_path}:\n{result.log_tail}",
-                stage="build",
+                stage=StageName.BUILD,
             )
         return result.ref
 
@@ -251,7 +252,7 @@ class GateSession:
         self.target_image()
         report = self.step(IMPORTS)
         if report.error or report.failed or not report.pip_check_ok:
-            self.stages.mark_failed("imports")
+            self.stages.mark_failed(StageName.IMPORTS)
         return report
 
     def stack(self) -> Stack:
@@ -272,7 +273,7 @@ class GateSession:
         images, stack = self.dependency_images(), self.stack()
         if role in stack.extra or role in stack.deps:
             raise GateError(f"A {name} instance with role {role!r} already runs in run {self.run.id}; "
-                            "give each fresh instance its own role.", stage="dependencies")
+                            "give each fresh instance its own role.", stage=StageName.DEPENDENCIES)
         dep = services.start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
                              role=role, mounts=self.mounts)
         stack.extra[role] = dep
@@ -283,7 +284,7 @@ class GateSession:
         self.stack()
         boot = self.step(BOOT)
         if not boot.ready:
-            self.stages.mark_failed("boot")
+            self.stages.mark_failed(StageName.BOOT)
         return boot
 
     def boot_against(self, fresh: dict[str, Dependency], role: str) -> Boot:
@@ -306,7 +307,7 @@ class GateSession:
         boot = self.boot()
         if not boot.ready:
             raise GateError(f"The service did not become ready, so this stage cannot run: "
-                            f"{self.boot_diagnosis().verdict}", stage="boot")
+                            f"{self.boot_diagnosis().verdict}", stage=StageName.BOOT)
         return boot.url
 
     def service_healthcheck(self) -> tuple[Healthcheck | None, str]:

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from aidb_gate import services
 from aidb_gate.config import GateConfig
+from aidb_gate.core.engine import Engine
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork, run_network
 from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
-from aidb_gate.engine import Engine
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
 from aidb_gate.services import Dependency
+from aidb_gate.stages import StageName
 
 
 class BaseImage:
@@ -49,7 +50,7 @@ def provision_images(engine: Engine, cfg: GateConfig, log_dir: Path, base: BaseI
         if dep.kind not in kinds:
             raise GateError(f"`dependencies.{dep.name}` is not a service the gate knows "
                             f"({', '.join(k for k in kinds if k != services.GENERIC)}); remove it or set enabled = false.",
-                            stage="config")
+                            stage=StageName.CONFIG)
     with ThreadPoolExecutor(max_workers=max(1, len(deps))) as pool:
         futures = {
             d.name: pool.submit(provision, engine, d.name, d.image, d.recipe, base, log_dir, cfg.ca_bundle, progress)
@@ -94,7 +95,7 @@ def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir
         while pending:
             wave = [d for name, d in pending.items() if not after.get(name, set()) & set(pending)]
             if not wave:  # load_compose refuses cycles; this only guards the loop
-                raise GateError(f"depends_on among {', '.join(pending)} never resolves", stage="dependencies")
+                raise GateError(f"depends_on among {', '.join(pending)} never resolves", stage=StageName.DEPENDENCIES)
             futures = {d.name: pool.submit(services.start, run, stack.network, images[d.name], d, log_dir,
                                            mounts=mounts) for d in wave}
             errors = []
@@ -129,8 +130,8 @@ def _base_ref(session: Pipeline) -> str:
 
 
 #: An image for every enabled dependency.
-IMAGES: Step[dict[str, ImageInfo]] = Step("images", "images", _images)
+IMAGES: Step[dict[str, ImageInfo]] = Step("images", StageName.IMAGES, _images)
 #: The base image recipes and targets that declare `ARG BASE_IMAGE` build on.
-BASE: Step[str] = Step("base", "images", _base_ref)
+BASE: Step[str] = Step("base", StageName.IMAGES, _base_ref)
 #: The run's network and every dependency on it, ready.
-STACK: Step[Stack] = Step("stack", "dependencies", _stack)
+STACK: Step[Stack] = Step("stack", StageName.DEPENDENCIES, _stack)

@@ -111,7 +111,7 @@ class DockerEngine:
 
 def remove_project_images() -> None:
     env = {**os.environ}
-    from aidb_gate.engine import _conf_env
+    from aidb_gate.core.engine import _conf_env
 
     env.update(_conf_env(os.environ)[0])
     refs = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",

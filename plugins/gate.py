@@ -33,6 +33,7 @@ from aidb_gate.selection import (
     switched_off_by,
     switched_off_lines,
 )
+from aidb_gate.stages import StageName
 
 if TYPE_CHECKING:
     from aidb_gate.session import GateSession
@@ -265,7 +266,7 @@ def early_steps(markexpr: str) -> set[str]:
     collects no gate test just removes what was started.)"""
     names = marker_names(markexpr)
     steps = {"stack"} if names_gate_marker(markexpr) else set()
-    if names & {"p1", "imports"}:
+    if names & {"p1", StageName.IMPORTS}:
         steps.add("imports")
     return steps
 
@@ -310,7 +311,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def announce_fresh_instances(gate: GateSession, items: list[pytest.Item]) -> None:
     """Tell the session which fresh instances the selected tests will ask for."""
-    if any(item.get_closest_marker("restore") for item in items):
+    if any(item.get_closest_marker(StageName.RESTORE) for item in items):
         gate.want_restore_targets()
     for item in items:
         for mark in item.iter_markers("gate_fresh"):

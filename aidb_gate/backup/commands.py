@@ -31,7 +31,7 @@ from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.manifest import BackupError, sha256_file
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 #: Seconds a user's backup command may run (`backup.command_timeout_s`).
 DEFAULT_TIMEOUT_S = 600.0

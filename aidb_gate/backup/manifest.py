@@ -34,6 +34,7 @@ from typing import Any
 
 from aidb_gate.core.names import component_problem, escape
 from aidb_gate.errors import GateError
+from aidb_gate.stages import StageName
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -43,7 +44,7 @@ DUMP_FORMATS = ("custom", "plain", "plain.gz")  # what postgres.dump_format name
 class BackupError(GateError):
     """A backup or restore problem the operator must act on; names the file at fault."""
 
-    stage = "backup"
+    stage = StageName.BACKUP
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
 from aidb_gate.core.names import escape
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 FIELD, RECORD = "\x1f", "\x1e"
 #: Seconds one dump, restore or query in the container may take (a deadline, never "forever").

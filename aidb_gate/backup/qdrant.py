@@ -34,7 +34,7 @@ import requests
 from aidb_gate.backup.manifest import BackupError, open_private, sha256_file
 from aidb_gate.core import http
 from aidb_gate.core.names import NAME_MAX, contained, encode_component, escape
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 #: Environment variables a user sets when a collection's snapshot is bigger, or slower to move,
 #: than the defaults allow (read when a QdrantTarget is made: the CLI and the gate alike).

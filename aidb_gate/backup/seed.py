@@ -20,7 +20,7 @@ from typing import Any
 
 from aidb_gate.backup.postgres import PgTarget, quote_ident
 from aidb_gate.core import http
-from aidb_gate.report import clip
+from aidb_gate.core.text import clip
 
 PROBE_SCHEMA = "aidb_gate_probe"
 #: A read-only reporting role the probe objects grant to (a global: backups must carry it).

@@ -19,6 +19,7 @@ from aidb_gate.backup.targets import data_targets
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.report import run_folder
 from aidb_gate.restore import Fingerprint, take_fingerprint
+from aidb_gate.stages import StageName
 
 
 @dataclass
@@ -66,9 +67,9 @@ def _backup(session: Pipeline) -> BackupRun:
 
 
 #: Data written through the service's API and straight into every table.
-SEEDED: Step[dict[str, Any]] = Step("seeded", "backup", _seed)
+SEEDED: Step[dict[str, Any]] = Step("seeded", StageName.BACKUP, _seed)
 #: The seeded stack backed up and verified.
-BACKUP: Step[BackupRun] = Step("backup", "backup", _backup)
+BACKUP: Step[BackupRun] = Step("backup", StageName.BACKUP, _backup)
 
 
 def backup_facts(backup: BackupRun, restore_timings: dict[str, float] | None) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from aidb_gate.backup.qdrant import QdrantTarget
 from aidb_gate.services import Dependency, plugin
 
 if TYPE_CHECKING:
-    from aidb_gate.engine import Engine
+    from aidb_gate.core.engine import Engine
 
 
 def pg_target(engine: Engine, dep: Dependency) -> PgTarget:

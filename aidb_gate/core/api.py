@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aidb_gate.engine import Engine
+from aidb_gate.core.engine import Engine
 from aidb_gate.errors import GateError
 
 if TYPE_CHECKING:

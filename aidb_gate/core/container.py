@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aidb_gate.report import Redactor
+from aidb_gate.core.text import Redactor
 
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"

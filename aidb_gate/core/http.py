@@ -47,8 +47,8 @@ import urllib3.connectionpool
 import urllib3.exceptions
 
 from aidb_gate.core.names import escape
+from aidb_gate.core.text import clip
 from aidb_gate.errors import GateError
-from aidb_gate.report import clip
 
 #: Connect timeout: the stack is local, and a remote Qdrant that takes longer is not answering.
 CONNECT_TIMEOUT_S = 10.0

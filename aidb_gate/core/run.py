@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aidb_gate.core.text import Redactor
 from aidb_gate.errors import EngineError, GateError
-from aidb_gate.report import Redactor
 
 log = logging.getLogger(__name__)
 

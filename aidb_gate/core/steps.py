@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aidb_gate.errors import GateError
 from aidb_gate.report import StageBook
+from aidb_gate.stages import StageName
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ class Step(Generic[T]):
     """One memoised step of the pipeline: `make(session)` returns its result."""
 
     name: str
-    stage: str
+    stage: StageName
     make: Callable[[Pipeline], T]
 
 

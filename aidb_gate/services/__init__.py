@@ -45,10 +45,11 @@ from aidb_gate.core.container import LogFollower, client_kw, host_port, listens_
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
+from aidb_gate.core.text import clip
 from aidb_gate.core.wait import PollResult, poll_until, run_healthcheck
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
-from aidb_gate.report import clip
+from aidb_gate.stages import StageName
 
 GENERIC = "generic"
 ENTRY_POINT_GROUP = "aidb_gate.dependencies"
@@ -91,7 +92,7 @@ def plugin(kind: str) -> ModuleType:
     kinds = registry()
     if kind not in kinds:
         raise GateError(f"No dependency plug-in of kind {kind!r} is installed (known: {', '.join(sorted(kinds))}).",
-                        stage="config")
+                        stage=StageName.CONFIG)
     return kinds[kind]
 
 
@@ -170,7 +171,7 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
     ip, attach = network.attach_kwargs(role)
     if offer.files and mounts is None:
         raise GateError(f"The {role} dependency needs secret files mounted, and no mount plan was given.",
-                        stage="dependencies")
+                        stage=StageName.DEPENDENCIES)
     runtime = mounts.kwargs(role, dep.mounts, files=offer.files) if mounts is not None else {}
     container = DockerContainer(image.ref, env=offer.environment, command=offer.command, labels=run.labels(role),  # type: ignore[arg-type]
                                 name=run.name(role), docker_client_kw=client_kw(), **attach, **runtime)
@@ -182,7 +183,7 @@ def start(run: Run, network: RunNetwork, image: ImageInfo, dep: DependencyConfig
         container.start()
     except Exception as err:
         raise GateError(f"The {role} dependency ({image.ref}, {image.source}) did not start: "
-                        f"{clip(run.redactor(str(err)).strip(), 500)}", stage="dependencies") from None
+                        f"{clip(run.redactor(str(err)).strip(), 500)}", stage=StageName.DEPENDENCIES) from None
     follower = LogFollower(container.get_wrapped_container(), log_path, run.redactor).start()
     dependency = Dependency(role, container, image, dep, follower, 0.0, secrets=dict(offer.secrets),
                             extra=dict(offer.extra), check=kind.is_ready, ip=ip)
@@ -210,7 +211,7 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
     result = poll_until(lambda: kind.is_ready(dependency), READY_DEADLINE_S, interval_s=0.25,
                         stop=lambda: _stopped(container) or address.problem())
     if address.verdict:
-        raise GateError(address.verdict, stage="engine")
+        raise GateError(address.verdict, stage=StageName.ENGINE)
     problem = "" if result.ok else (f"its readiness check did not pass within {READY_DEADLINE_S:.0f} s "
                                     f"({result.last_error or 'no answer'})")
     hc: Healthcheck | None = dep.healthcheck
@@ -225,7 +226,7 @@ def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
     if problem:
         tail = clip(dependency.log.snapshot(), 2000, tail=True)
         raise GateError(f"The {dependency.name} dependency ({dependency.image.ref}, {dependency.image.source}) did not "
-                        f"become ready: {problem}. Its log ends with:\n{tail or '(no output)'}", stage="dependencies")
+                        f"become ready: {problem}. Its log ends with:\n{tail or '(no output)'}", stage=StageName.DEPENDENCIES)
 
 
 class _AddressWatch:

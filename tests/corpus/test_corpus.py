@@ -32,7 +32,7 @@ def _entries() -> list:
 
 
 def _leftovers(run_id: str) -> list[str]:
-    from aidb_gate.engine import _conf_env
+    from aidb_gate.core.engine import _conf_env
 
     env = {**os.environ, **_conf_env(os.environ)[0]}
     found = []

@@ -16,7 +16,7 @@ REFERENCE = ROOT / "fixtures" / "aidb"
 
 def engine_env() -> dict[str, str]:
     """The environment for `podman` CLI calls, with the project's containers.conf where needed."""
-    from aidb_gate.engine import _conf_env
+    from aidb_gate.core.engine import _conf_env
 
     return {**os.environ, **_conf_env(os.environ)[0]}
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from aidb_gate import engine
+from aidb_gate.core import engine
 from aidb_gate.errors import EngineError
 
 

@@ -78,7 +78,7 @@ def test_run_labels_and_secrets():
 
 
 def test_services_of_dead_runs_are_reaped_and_live_ones_kept(tmp_path):
-    from aidb_gate.engine import reap_dead_services
+    from aidb_gate.core.engine import reap_dead_services
 
     bystander = subprocess.Popen(["sleep", "30"])  # not a podman process: must never be signalled
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from aidb_gate import engine, images
+from aidb_gate import images
 from aidb_gate import report as reporting
+from aidb_gate.core import engine
 from aidb_gate.core.run import Run, owner_token
 from aidb_gate.errors import EngineError
 from aidb_gate.report import StageBook

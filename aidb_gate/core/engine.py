@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import aidb_gate.fixtures as fixtures
+from aidb_gate.core.text import clip
 from aidb_gate.errors import EngineError
-from aidb_gate.report import clip
 
 PROJECT_CONTAINERS_CONF: Path = fixtures.CONTAINERS_CONF
 PODMAN_ROOT_SOCKET = "/run/podman/podman.sock"
