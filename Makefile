@@ -18,7 +18,7 @@ gate: doctor setup
 	$(BIN)/pytest -m p1 suites; status=$$?; \
 	  echo "[aidb-gate] reports: $(CURDIR)/reports/gate.html and $(CURDIR)/reports/junit.xml"; exit $$status
 
-test: setup lint unit p1 p2 engines bench-smoke
+test: setup lint unit p2 engines
 
 setup: $(STAMP) engine images
 
@@ -79,8 +79,10 @@ p1: setup
 p2: setup
 	$(BIN)/pytest -m p2 suites --html=reports/gate-p2.html --junitxml=reports/junit-p2.xml
 
-# The p1 gate where users' CI runs it (root): on Docker over TCP, on Docker with every engine CLI
-# masked, and on a Podman socket shared with a run in namespaces of its own (see the script).
+# The p1 gate where users' CI runs it (root): the bench's smoke (p1 on this Podman and on Docker
+# over TCP, a small backup at scale: make test's p1), Docker with every engine CLI masked, doctor
+# on Docker's firewall, and a Podman socket shared with a run in namespaces of its own (see the
+# script). Not root: the bench's smoke on this engine only.
 engines: setup
 	@bash scripts/engines-selftest.sh $(BIN)/pytest
 
@@ -96,8 +98,8 @@ tox: setup
 bench: setup
 	$(BIN)/python bench/gate_bench.py --repeat 10 --docker
 
-# The same code paths at the smallest size (one warm run per engine, a small scale), in make test,
-# so that the bench can never silently break; reports/bench/bench-smoke.json. As root (Docker).
+# The same code paths at the smallest size (one run per engine, a small scale), run by make test
+# (engines, step 1) so that the bench can never silently break; reports/bench/bench-smoke.json.
 bench-smoke: setup
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/gate_bench.py --smoke --docker; \
 	  else $(BIN)/python bench/gate_bench.py --smoke; fi

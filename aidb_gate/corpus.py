@@ -6,7 +6,7 @@ overlay's files copied over it (the overlay wins; new files are allowed), then t
 edits applied in order. `case.toml`:
 
     why = "one sentence: which real failure this reproduces"
-    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate/stages.py), or
+    stage = "boot"                       # the FIRST stage the gate must fail (aidb_gate/pipeline.py), or
                                          # "config": the run must stop before any stage with a usage error
     verdict = ['regex', ...]             # each must match the headline of a verdict of that stage
                                          # (for "config": the run's output)
@@ -51,8 +51,8 @@ from typing import Any
 import aidb_gate.fixtures as fixtures
 from aidb_gate.config import DEFAULTS, deep_merge, validate_shape
 from aidb_gate.errors import ConfigError
-from aidb_gate.stages import NAMES as STAGES
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import NAMES as STAGES
+from aidb_gate.pipeline import StageName
 
 REFERENCE: Path = fixtures.REFERENCE
 BROKEN: Path = fixtures.BROKEN

@@ -8,8 +8,8 @@ traceback from deep inside docker-py.
 
 from __future__ import annotations
 
-from aidb_gate.stages import StageName
-from aidb_gate.stages import stage as _stage
+from aidb_gate.pipeline import StageName
+from aidb_gate.pipeline import stage as _stage
 
 
 class GateError(Exception):
@@ -22,6 +22,9 @@ class GateError(Exception):
         super().__init__(message)
         if stage:
             self.stage = _stage(stage)  # a name outside the table fails here, not as a missing report row
+        #: Whether the stage was said (by the raiser or the error's class), not the default: only
+        #: then may a step that meets this error book it to that stage (see core/steps.py).
+        self.stage_given = bool(stage) or type(self) is not GateError
         self.evidence = evidence or {}
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from aidb_gate.build import find_containerfile
 from aidb_gate.config import DEFAULTS, find_config_file
 from aidb_gate.errors import ConfigError
+from aidb_gate.stages.build import find_containerfile
 
 GITHUB_JOB = Path(".github/workflows/aidb-gate.yml")
 GITLAB_JOB = Path(".gitlab/aidb-gate.gitlab-ci.yml")

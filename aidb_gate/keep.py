@@ -148,10 +148,10 @@ def read_kept(session: Any, engine: Engine) -> KeptStack:
     """Host ports of every kept container, read through the engine now (before a private API
     service stops), and the secrets written to a 0600 file so the printed instructions never
     carry them."""
-    from aidb_gate.boot import BOOT
     from aidb_gate.core.container import host_port
-    from aidb_gate.restore import RESTORE
     from aidb_gate.stack import STACK
+    from aidb_gate.stages.boot import BOOT
+    from aidb_gate.stages.restore import RESTORE
 
     run, cfg = session.run, session.cfg
     found: list[tuple[KeptContainer, dict[str, str]]] = []

@@ -18,10 +18,10 @@ from pathlib import Path
 # Re-exported: the report's callers and the self-tests name them here too.
 from aidb_gate.core.text import MASK, Redactor, clip, redact_all  # noqa: F401
 from aidb_gate.errors import GateError
-from aidb_gate.stages import NAMES, ORDER, stage_of_markers
-from aidb_gate.stages import stage as known_stage
+from aidb_gate.pipeline import NAMES, ORDER, stage_of_markers
+from aidb_gate.pipeline import stage as known_stage
 
-#: The pipeline's stages in order (the table is aidb_gate/stages.py).
+#: The pipeline's stages in order (the table is aidb_gate/pipeline.py).
 STAGES = NAMES
 
 

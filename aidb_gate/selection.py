@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.config import find_config_file
-from aidb_gate.stages import MARKED
+from aidb_gate.pipeline import MARKED
 
 #: The priority markers; every gate test carries one.
 PRIORITIES = {"p1", "p2"}

@@ -20,12 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aidb_gate import diagnose, services
+from aidb_gate import services
 from aidb_gate.backup import PgTarget, QdrantTarget
-from aidb_gate.backup.stage import BACKUP, SEEDED, BackupRun, backup_facts
 from aidb_gate.backup.targets import data_targets, pg_target, qdrant_target
-from aidb_gate.boot import BOOT, Boot, boot_target, runtime_options, service_env, service_files
-from aidb_gate.build import BUILD, BuildResult, find_containerfile
 from aidb_gate.compose import Healthcheck
 from aidb_gate.config import GateConfig
 from aidb_gate.core.ahead import Ahead
@@ -37,15 +34,19 @@ from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.run import RENEW_TIMEOUT_S, Lease, Run, lease_seconds
 from aidb_gate.core.steps import Step, StepRunner
 from aidb_gate.errors import GateError
-from aidb_gate.health import declared_healthcheck
 from aidb_gate.images import ImageInfo
-from aidb_gate.imports import IMPORTS, ImportReport
 from aidb_gate.keep import KeptStack, api_key_var, read_kept, render_keep
+from aidb_gate.pipeline import StageName
 from aidb_gate.report import StageBook, run_folder
-from aidb_gate.restore import RESTORE, RestoreRun
 from aidb_gate.services import Dependency, plugin
 from aidb_gate.stack import BASE, IMAGES, STACK, BaseImage, Stack
-from aidb_gate.stages import StageName
+from aidb_gate.stages import diagnose
+from aidb_gate.stages.backup import BACKUP, SEEDED, BackupRun, backup_facts
+from aidb_gate.stages.boot import BOOT, Boot, boot_target, runtime_options, service_env, service_files
+from aidb_gate.stages.build import BUILD, BuildResult, find_containerfile
+from aidb_gate.stages.health import declared_healthcheck
+from aidb_gate.stages.imports import IMPORTS, ImportReport
+from aidb_gate.stages.restore import RESTORE, RestoreRun
 
 T = TypeVar("T")
 
@@ -163,8 +164,8 @@ class GateSession:
         """A step's result if it already finished well, without running anything."""
         return self.steps.result(step)
 
-    # -- the pipeline: each method resolves what its step needs first, so each stage's clock
-    # -- holds only its own work, then runs the step -----------------------------------------
+    # -- the pipeline: each method runs its step, whose needs the runner makes first, so each
+    # -- stage's clock holds only its own work ------------------------------------------------
 
     def preflight(self) -> None:
         """Input errors that make the whole run pointless, found before anything starts."""
@@ -219,24 +220,20 @@ class GateSession:
                 self._base = BaseImage(engine, self.cfg, self.log_dir, self.progress)
             return self._base
 
-    def dependency_images(self) -> dict[str, ImageInfo]:
+    def _run(self, step: Step[T]) -> T:
+        """The engine first (its own stage's clock), then the step and what it needs (core/steps.py)."""
         self.connect()
-        return self.step(IMAGES)
+        return self.step(step)
+
+    def dependency_images(self) -> dict[str, ImageInfo]:
+        return self._run(IMAGES)
 
     def base_ref(self) -> str | None:
         """The base image for recipes and for targets that declare `ARG BASE_IMAGE`."""
-        if self.cfg.image:
-            return None
-        self.connect()
-        return self.step(BASE)
+        return self._run(BASE)
 
     def build(self) -> BuildResult:
-        self.connect()
-        self.base_ref()
-        result = self.step(BUILD)
-        if not result.ok:
-            self.stages.mark_failed(StageName.BUILD)
-        return result
+        return self._run(BUILD)
 
     def target_image(self) -> str:
         result = self.build()
@@ -249,15 +246,10 @@ class GateSession:
         return result.ref
 
     def imports(self) -> ImportReport:
-        self.target_image()
-        report = self.step(IMPORTS)
-        if report.error or report.failed or not report.pip_check_ok:
-            self.stages.mark_failed(StageName.IMPORTS)
-        return report
+        return self._run(IMPORTS)
 
     def stack(self) -> Stack:
-        self.dependency_images()
-        return self.step(STACK)
+        return self._run(STACK)
 
     def fresh_dependency(self, name: str, role: str) -> Dependency:
         """A second, empty instance of a dependency on the run's network (e.g. a restore target).
@@ -280,12 +272,7 @@ class GateSession:
         return dep
 
     def boot(self) -> Boot:
-        self.target_image()
-        self.stack()
-        boot = self.step(BOOT)
-        if not boot.ready:
-            self.stages.mark_failed(StageName.BOOT)
-        return boot
+        return self._run(BOOT)
 
     def boot_against(self, fresh: dict[str, Dependency], role: str) -> Boot:
         """Boot another instance of the target against fresh instances of some dependencies.
@@ -300,8 +287,7 @@ class GateSession:
                            runtime=runtime_options(self.cfg, self.mounts, self.connect(), role, image, files))
 
     def boot_diagnosis(self) -> diagnose.Diagnosis:
-        self.boot()
-        return self.step(diagnose.BOOT_DIAGNOSIS)
+        return self._run(diagnose.BOOT_DIAGNOSIS)
 
     def service_url(self) -> str:
         boot = self.boot()
@@ -329,16 +315,13 @@ class GateSession:
 
     def seeded(self) -> dict[str, Any]:
         """Data written through the service's API and straight into every table (once)."""
-        self.service_url()
-        return self.step(SEEDED)
+        return self._run(SEEDED)
 
     def backup(self) -> BackupRun:
-        self.seeded()
-        return self.step(BACKUP)
+        return self._run(BACKUP)
 
     def restore(self) -> RestoreRun:
-        self.backup()
-        return self.step(RESTORE)
+        return self._run(RESTORE)
 
     # -- evidence and clean-up ----------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
+from aidb_gate.pipeline import StageName
 from aidb_gate.services import Dependency
-from aidb_gate.stages import StageName
 
 
 class BaseImage:
@@ -125,13 +125,15 @@ def _stack(session: Pipeline) -> Stack:
     return start_stack(session.run, session.cfg, images, session.log_dir, session.mounts, session.progress)
 
 
-def _base_ref(session: Pipeline) -> str:
+def _base_ref(session: Pipeline) -> str | None:
+    if session.cfg.image:  # a prebuilt target: no build needs a base
+        return None
     return session.base()().ref
 
 
 #: An image for every enabled dependency.
 IMAGES: Step[dict[str, ImageInfo]] = Step("images", StageName.IMAGES, _images)
-#: The base image recipes and targets that declare `ARG BASE_IMAGE` build on.
-BASE: Step[str] = Step("base", StageName.IMAGES, _base_ref)
+#: The base image targets that declare `ARG BASE_IMAGE` build on (None for a prebuilt target).
+BASE: Step[str | None] = Step("base", StageName.IMAGES, _base_ref)
 #: The run's network and every dependency on it, ready.
-STACK: Step[Stack] = Step("stack", StageName.DEPENDENCIES, _stack)
+STACK: Step[Stack] = Step("stack", StageName.DEPENDENCIES, _stack, needs=(IMAGES,))

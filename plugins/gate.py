@@ -19,10 +19,11 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 
+from aidb_gate import pipeline as stages
 from aidb_gate import report as reporting
-from aidb_gate import stages
 from aidb_gate.config import load_config, shown_path
 from aidb_gate.errors import GateError
+from aidb_gate.pipeline import StageName
 from aidb_gate.selection import (
     PRIORITIES,
     REQUIRES_MARKER,
@@ -33,7 +34,6 @@ from aidb_gate.selection import (
     switched_off_by,
     switched_off_lines,
 )
-from aidb_gate.stages import StageName
 
 if TYPE_CHECKING:
     from aidb_gate.session import GateSession

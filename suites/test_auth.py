@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate import health
+from aidb_gate.stages import health
 
 pytestmark = [pytest.mark.p1, pytest.mark.auth, pytest.mark.gate_requires("auth.enabled")]
 

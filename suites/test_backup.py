@@ -64,7 +64,7 @@ def test_dump_lists_the_data_of_every_table(gate, gate_backup, gate_stack):
 
 
 def test_backing_up_did_not_change_the_data(gate_backup):
-    from aidb_gate.restore import compare_stacks
+    from aidb_gate.backup.fingerprint import compare_stacks
 
     problems = compare_stacks(gate_backup.before, gate_backup.after)
     assert not problems, "the data changed while it was backed up: " + "; ".join(problems)

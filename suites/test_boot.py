@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate.boot import boot_problems, wiring_problems
 from aidb_gate.core import api
-from aidb_gate.diagnose import container_state
+from aidb_gate.stages.boot import boot_problems, wiring_problems
+from aidb_gate.stages.diagnose import container_state
 
 pytestmark = [pytest.mark.p1, pytest.mark.boot]
 

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from aidb_gate.build import build_hint, runs_as_root
+from aidb_gate.stages.build import build_hint, runs_as_root
 
 pytestmark = [pytest.mark.p1, pytest.mark.build]
 

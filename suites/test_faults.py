@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate import faults
 from aidb_gate.core import api
-from aidb_gate.diagnose import container_state
+from aidb_gate.stages import faults
+from aidb_gate.stages.diagnose import container_state
 
 pytestmark = [pytest.mark.p2, pytest.mark.faults]
 

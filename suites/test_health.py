@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate import health
 from aidb_gate.core.wait import run_healthcheck
+from aidb_gate.stages import health
 
 pytestmark = [pytest.mark.p1, pytest.mark.health]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aidb_gate.boot import wiring_problems
+from aidb_gate.stages.boot import wiring_problems
 
 # A service written in another language has nothing for a Python interpreter to import.
 pytestmark = [pytest.mark.p1, pytest.mark.imports, pytest.mark.gate_requires("imports.enabled")]

@@ -36,9 +36,9 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from aidb_gate import qdrant_api as qa
 from aidb_gate.core import api
 from aidb_gate.services import qdrant
+from aidb_gate.stages import qdrant as qa
 
 pytestmark = [
     pytest.mark.p1,

@@ -14,9 +14,9 @@ import random
 
 import pytest
 
-from aidb_gate import faults
-from aidb_gate import qdrant_api as qa
 from aidb_gate.services import qdrant
+from aidb_gate.stages import faults
+from aidb_gate.stages import qdrant as qa
 
 pytestmark = [pytest.mark.p2, pytest.mark.qdrant]
 

@@ -9,7 +9,8 @@ import pytest
 from aidb_gate.backup import BackupError, restore_backup, seed
 from aidb_gate.backup import postgres as pg_backup
 from aidb_gate.backup import qdrant as q_backup
-from aidb_gate.restore import compare_service, read_back, take_fingerprint
+from aidb_gate.backup.fingerprint import take_fingerprint
+from aidb_gate.stages.restore import compare_service, read_back
 
 pytestmark = [pytest.mark.p1, pytest.mark.restore]
 

@@ -13,7 +13,7 @@ against the manifest (see `backup.manifest`: safe relative names only, no links,
 no more bytes read than listed) and never trusts an exit code alone. `restore_backup` refuses a
 backup that does not verify, and one that holds nothing to restore. Names from a server or a
 manifest are escaped in every message. Restore and the loss-proving comparisons live in
-`aidb_gate.restore`.
+`aidb_gate.stages.restore`.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import Any
 
 from aidb_gate.core.names import component_problem, escape
 from aidb_gate.errors import GateError
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -1,11 +1,14 @@
 """steps: the run's step runner - each step once, timed into its stage, its typed result kept.
 
-Guarantees: a `Step` names what it makes, the stage (aidb_gate/stages.py) its time and outcome
-are booked under, and the function that makes it from the session. `StepRunner.run` makes a
-step at most once per run, even when a background prefetch and a test ask at the same moment
-(one lock per step); a failure is kept like a result, so every later caller gets the same
-one-paragraph `GateError` instead of a retry that collides with half-made resources. Each
-stage module defines its own steps next to its logic; the session only runs them.
+Guarantees: a `Step` names what it makes, the stage (aidb_gate/pipeline.py) its time and outcome
+are booked under, the steps it needs, and the function that makes it from the session.
+`StepRunner.run` makes a step's needs first (so its stage's clock holds only its own work),
+then the step, each at most once per run, even when a background prefetch and a test ask at
+the same moment (one lock per step); a failure is kept like a result, so every later caller
+gets the same one-paragraph `GateError` instead of a retry that collides with half-made
+resources. A step stopped by an earlier stage's error (a build that failed, a service that
+never became ready) books that stage, not its own: it was blocked, it did not fail. Each stage
+module defines its own steps next to its logic; the session only runs them.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from aidb_gate.errors import GateError
+from aidb_gate.pipeline import StageName, order
 from aidb_gate.report import StageBook
-from aidb_gate.stages import StageName
 
 T = TypeVar("T")
 
@@ -58,6 +61,11 @@ class Step(Generic[T]):
     name: str
     stage: StageName
     make: Callable[[Pipeline], T]
+    #: The steps whose results `make` reads: run first, each once (the graph in docs/ARCHITECTURE.md).
+    needs: tuple[Step[Any], ...] = ()
+    #: Whether a result is a pass for the stage (a failed build is a result its stage judges, not
+    #: an error); None: every result is.
+    passed: Callable[[T], bool] | None = None
 
 
 class StepRunner:
@@ -70,23 +78,28 @@ class StepRunner:
         self._guard = threading.Lock()
 
     def run(self, step: Step[T], session: Pipeline) -> T:
+        if step.name not in self._results:
+            for need in step.needs:  # a need's error is this step's too, raised before its clock starts
+                self.run(need, session)
         with self._guard:
             lock = self._locks.setdefault(step.name, threading.Lock())
         with lock:
             if step.name not in self._results:
-                begin, ok = time.monotonic(), False
+                begin, ok, booked = time.monotonic(), False, step.stage
                 try:
-                    self._results[step.name] = step.make(session)
-                    ok = True
+                    result = self._results[step.name] = step.make(session)
+                    ok = step.passed is None or step.passed(result)
                 except GateError as err:
                     self._results[step.name] = err
+                    blocked = err.stage_given and order(err.stage) < order(step.stage)
+                    booked = err.stage if blocked else step.stage
                     raise
                 except Exception as err:
                     self._results[step.name] = GateError(f"the {step.stage} step failed: {type(err).__name__}: {err}",
                                                          stage=step.stage)
                     raise self._results[step.name] from err
                 finally:
-                    self.book.record(step.stage, time.monotonic() - begin, ok)
+                    self.book.record(booked, time.monotonic() - begin, ok)
         value = self._results[step.name]
         if isinstance(value, GateError):
             raise value

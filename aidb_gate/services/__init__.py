@@ -49,7 +49,7 @@ from aidb_gate.core.text import clip
 from aidb_gate.core.wait import PollResult, poll_until, run_healthcheck
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
 
 GENERIC = "generic"
 ENTRY_POINT_GROUP = "aidb_gate.dependencies"

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from aidb_gate import qdrant_api as qa
 from aidb_gate.services import qdrant
+from aidb_gate.stages import qdrant as qa
 
 pytestmark = pytest.mark.integration
 

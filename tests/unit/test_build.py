@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aidb_gate.build import target_tag
+from aidb_gate.stages.build import target_tag
 
 
 def _context(tmp_path):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from aidb_gate import diagnose
-from aidb_gate.boot import boot_problems
-from aidb_gate.imports import explain_import_error
+from aidb_gate.stages import diagnose
+from aidb_gate.stages.boot import boot_problems
+from aidb_gate.stages.imports import explain_import_error
 
 PROC_NET_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F9B 00000000:0000 0A 00000000:00000000 00:00000000 00000000 10001        0 1 1 0000 100 0 0 10 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aidb_gate import health
+from aidb_gate.stages import health
 
 
 def reply(status=200, body=None, path="/health/ready", ctype="application/json", ms=5.0):

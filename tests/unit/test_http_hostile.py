@@ -39,11 +39,12 @@ from http_doubles import (
     trickle_status_line,
 )
 
-from aidb_gate import cli, health
+from aidb_gate import cli
 from aidb_gate.backup import BackupError
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.qdrant import QdrantTarget
 from aidb_gate.core import http
+from aidb_gate.stages import health
 from tests.unit.crafted import snapshot_tar
 
 #: The deadline the issue measured with, and the bound that proves it held: generous for a loaded

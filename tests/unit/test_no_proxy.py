@@ -23,13 +23,13 @@ import pytest
 import requests
 from http_doubles import FakeQdrant, answer, handler_from, outcome, proxied, serving, trickle
 
-from aidb_gate import faults, health, restore
-from aidb_gate import qdrant_api as qa
 from aidb_gate.backup import BackupError, seed
 from aidb_gate.backup import qdrant as q_backup
 from aidb_gate.backup.qdrant import QdrantTarget
 from aidb_gate.core import wait
 from aidb_gate.services import qdrant as q_service
+from aidb_gate.stages import faults, health, restore
+from aidb_gate.stages import qdrant as qa
 
 
 @pytest.fixture

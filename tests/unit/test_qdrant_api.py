@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from qdrant_client.http import models
 
-from aidb_gate import qdrant_api as qa
+from aidb_gate.stages import qdrant as qa
 
 
 def reply(status=200, body=None, method="GET", path="/collections", ctype="application/json"):

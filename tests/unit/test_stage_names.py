@@ -1,4 +1,4 @@
-"""A stage name is a typed value from the one table (aidb_gate/stages.py): a name outside it fails
+"""A stage name is a typed value from the one table (aidb_gate/pipeline.py): a name outside it fails
 where it is made, never as a row missing from the report, and no module lists stages itself."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from aidb_gate import stages
+from aidb_gate import pipeline as stages
 from aidb_gate.errors import GateError
+from aidb_gate.pipeline import PIPELINE, StageName
 from aidb_gate.report import StageBook
-from aidb_gate.stages import PIPELINE, StageName
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +73,23 @@ def test_no_module_names_a_stage_with_a_bare_string():
 def test_the_literal_finder_finds_what_it_looks_for():
     code = 'Step("x", "boot", f)\nGateError("m", stage="build")\nbook.record("engine", 1, True)\nStep("x", S.BOOT, f)'
     assert [v for _, v in _literal_stages(ast.parse(code))] == ["boot", "build", "engine"]
+
+
+def test_every_step_needs_only_steps_of_its_own_or_earlier_stages():
+    from aidb_gate.stages import graph
+
+    found = graph.steps()
+    assert {"base", "images", "build", "imports", "stack", "boot", "diagnosis", "seeded", "backup", "restore"} <= {
+        s.name for s in found}
+    for step in found:
+        for need in step.needs:
+            assert stages.order(need.stage) <= stages.order(step.stage), f"{step.name} needs the later {need.name}"
+            assert found.index(need) < found.index(step)
+
+
+def test_docs_architecture_shows_the_stage_table_and_step_graph_the_code_has():
+    from aidb_gate.stages import graph
+
+    doc = ROOT / "docs" / "ARCHITECTURE.md"
+    assert graph.render(doc.read_text()) == doc.read_text(), (
+        "docs/ARCHITECTURE.md is out of date: run python -m aidb_gate.stages.graph --write docs/ARCHITECTURE.md")

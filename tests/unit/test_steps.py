@@ -8,6 +8,7 @@ import pytest
 
 from aidb_gate.core.steps import Step, StepRunner
 from aidb_gate.errors import GateError
+from aidb_gate.pipeline import StageName
 from aidb_gate.report import StageBook
 
 
@@ -68,3 +69,51 @@ def test_set_records_a_result_made_elsewhere() -> None:
     runner, step = StepRunner(StageBook()), Step("boot", "boot", lambda _s: pytest.fail("must not run"))
     runner.set(step, "booted")
     assert runner.run(step, None) == "booted"
+
+
+def test_needs_run_first_each_once_and_outside_the_steps_clock() -> None:
+    import time
+
+    order: list[str] = []
+
+    def slow_build(_s: object) -> str:
+        order.append("build")
+        time.sleep(0.3)  # a need's time is its own stage's, never its dependant's
+        return "image"
+
+    build = Step("build", StageName.BUILD, slow_build)
+    stack = Step("stack", StageName.DEPENDENCIES, lambda _s: order.append("stack") or "stack")
+    boot = Step("boot", StageName.BOOT, lambda _s: order.append("boot") or "booted", needs=(build, stack))
+    seeded = Step("seeded", StageName.BACKUP, lambda _s: order.append("seeded") or 1, needs=(boot,))
+    book = StageBook()
+    runner = StepRunner(book)
+    assert runner.run(seeded, None) == 1 and runner.run(boot, None) == "booted"
+    assert order == ["build", "stack", "boot", "seeded"]
+    seconds = {row["stage"]: row["seconds"] for row in book.rows()}
+    assert seconds["build"] >= 0.3 and seconds["boot"] < 0.3
+
+
+def test_a_step_stopped_by_an_earlier_stages_error_books_that_stage_not_its_own() -> None:
+    def blocked(_s: object) -> None:
+        raise GateError("The image did not build, so this stage cannot run", stage=StageName.BUILD)
+
+    def own(_s: object) -> None:
+        raise GateError("exec gave no answer")  # no stage said: the step's own failure
+
+    def later(_s: object) -> None:
+        raise GateError("a restore problem", stage=StageName.RESTORE)  # a later stage's name is not a block
+
+    book = StageBook()
+    runner = StepRunner(book)
+    for make, stage in ((blocked, StageName.IMPORTS), (own, StageName.BOOT), (later, StageName.BACKUP)):
+        with pytest.raises(GateError):
+            runner.run(Step(make.__name__, stage, make), None)
+    assert _rows(book) == {"build": "failed", "boot": "failed", "backup": "failed"}
+
+
+def test_a_result_its_stage_judges_failed_fails_the_stage_and_is_still_returned() -> None:
+    book = StageBook()
+    runner = StepRunner(book)
+    step = Step("build", StageName.BUILD, lambda _s: {"ok": False}, passed=lambda r: r["ok"])
+    assert runner.run(step, None) == {"ok": False} and runner.result(step) == {"ok": False}
+    assert _rows(book) == {"build": "failed"}

@@ -20,7 +20,8 @@ from aidb_gate.core import api
 from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.core.text import clip
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
+from aidb_gate.stages.boot import BOOT
 
 TCP_LISTEN = "0A"
 
@@ -286,4 +287,4 @@ def _diagnose_boot(session: Pipeline) -> Diagnosis:
 
 
 #: Why the service did not boot, with the evidence (asked for only when it did not).
-BOOT_DIAGNOSIS: Step[Diagnosis] = Step("diagnosis", StageName.BOOT, _diagnose_boot)
+BOOT_DIAGNOSIS: Step[Diagnosis] = Step("diagnosis", StageName.BOOT, _diagnose_boot, needs=(BOOT,))

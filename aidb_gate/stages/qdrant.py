@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aidb_gate import health
 from aidb_gate.core import http
 from aidb_gate.core.text import clip
+from aidb_gate.stages import health
 
 #: What a refused API key may answer: 401 (missing or wrong key), 403 (valid key without rights).
 REFUSED = {401, 403}

@@ -24,7 +24,8 @@ from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.errors import BuildError, ImageError
 from aidb_gate.images import PROJECT_LABEL, Progress, announce_image, image_id, project_id, run_build, tree_hash, try_pull
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
+from aidb_gate.stack import BASE
 
 
 @dataclass
@@ -196,4 +197,4 @@ def _build(session: Pipeline) -> BuildResult:
 
 #: The target image, built as production builds it (or the prebuilt one found). A failed build is
 #: a result the build stage judges, not an error.
-BUILD: Step[BuildResult] = Step("build", StageName.BUILD, _build)
+BUILD: Step[BuildResult] = Step("build", StageName.BUILD, _build, needs=(BASE,), passed=lambda r: r.ok)

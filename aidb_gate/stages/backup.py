@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.backup import seed, take_backup, verify_backup
+from aidb_gate.backup.fingerprint import Fingerprint, take_fingerprint
 from aidb_gate.backup.targets import data_targets
 from aidb_gate.core.steps import Pipeline, Step
+from aidb_gate.pipeline import StageName
 from aidb_gate.report import run_folder
-from aidb_gate.restore import Fingerprint, take_fingerprint
-from aidb_gate.stages import StageName
+from aidb_gate.stages.boot import BOOT
 
 
 @dataclass
@@ -67,9 +68,9 @@ def _backup(session: Pipeline) -> BackupRun:
 
 
 #: Data written through the service's API and straight into every table.
-SEEDED: Step[dict[str, Any]] = Step("seeded", StageName.BACKUP, _seed)
+SEEDED: Step[dict[str, Any]] = Step("seeded", StageName.BACKUP, _seed, needs=(BOOT,))
 #: The seeded stack backed up and verified.
-BACKUP: Step[BackupRun] = Step("backup", StageName.BACKUP, _backup)
+BACKUP: Step[BackupRun] = Step("backup", StageName.BACKUP, _backup, needs=(SEEDED,))
 
 
 def backup_facts(backup: BackupRun, restore_timings: dict[str, float] | None) -> dict[str, dict[str, Any]]:

@@ -25,7 +25,9 @@ from aidb_gate.core.run import Run
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.core.text import clip
 from aidb_gate.core.wait import HttpProbe, NotReady
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
+from aidb_gate.stack import STACK
+from aidb_gate.stages.build import BUILD
 
 if TYPE_CHECKING:
     from aidb_gate.core.mounts import MountPlan
@@ -158,7 +160,7 @@ def _boot(session: Pipeline) -> Boot:
 
 
 #: The service booted on the run's network against the running stack.
-BOOT: Step[Boot] = Step("boot", StageName.BOOT, _boot)
+BOOT: Step[Boot] = Step("boot", StageName.BOOT, _boot, needs=(BUILD, STACK), passed=lambda b: b.ready)
 
 
 def image_owner(engine: Any, image: str, user: str = "") -> tuple[int, int] | None:

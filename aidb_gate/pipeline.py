@@ -55,7 +55,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage(StageName.IMPORTS, "every module imports inside the image"),
     Stage(StageName.DEPENDENCIES, "each dependency runs and is ready", marker=False),
     Stage(StageName.BOOT, "the container boots, answers, and never restarts"),
-    Stage(StageName.HEALTH, "the health contract"),
+    Stage(StageName.HEALTH, "the health contract (and the service's own healthcheck)"),
     Stage(StageName.AUTH, "protected endpoints refuse bad keys"),
     Stage(StageName.QDRANT, "the Qdrant API the service depends on"),
     Stage(StageName.BACKUP, "backups are taken and verified"),

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from aidb_gate.core import http
-from aidb_gate.health import find_dependency
+from aidb_gate.stages.health import find_dependency
 
 ACTIONS = ("stop", "pause", "kill")
 

@@ -18,7 +18,8 @@ from aidb_gate.core import api
 from aidb_gate.core.engine import Engine
 from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.core.text import clip
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
+from aidb_gate.stages.build import BUILD
 
 #: Import names whose distribution on PyPI is named differently.
 DISTRIBUTIONS = {
@@ -155,13 +156,13 @@ def _unreachable(cfg: Any) -> dict[str, dict[str, str]]:
 def import_env(cfg: Any, api_key: str) -> dict[str, str]:
     """The service's environment for the imports check: the compose environment as written, or
     the contract's templates filled from unreachable endpoints."""
-    from aidb_gate.boot import service_env
+    from aidb_gate.stages.boot import service_env
 
     return service_env(cfg, _unreachable(cfg), api_key)
 
 
 def _imports(session: Pipeline) -> ImportReport:
-    from aidb_gate.boot import secret_volumes, service_files
+    from aidb_gate.stages.boot import secret_volumes, service_files
 
     image, cfg, engine = session.target_image(), session.cfg, session.connect()
     session.progress("imports: importing every module inside the image")
@@ -172,4 +173,5 @@ def _imports(session: Pipeline) -> ImportReport:
 
 
 #: Every module imported inside the image, with the service's environment and secrets, no network.
-IMPORTS: Step[ImportReport] = Step("imports", StageName.IMPORTS, _imports)
+IMPORTS: Step[ImportReport] = Step("imports", StageName.IMPORTS, _imports, needs=(BUILD,),
+                                   passed=lambda r: not (r.error or r.failed or not r.pip_check_ok))

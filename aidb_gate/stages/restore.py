@@ -3,7 +3,7 @@
 Guarantees: the `RESTORE` step restores the run's backup into fresh instances of every
 dependency that holds data (started in the background as soon as the stack is up), boots the
 service against them under the original host names, and keeps both for the comparisons;
-`compare_stacks` sets the original's fingerprint beside the restored one's and
+`compare_stacks` (backup/fingerprint.py) sets the original's fingerprint beside the restored one's and
 names every table, sequence, object, point, payload and vector that was lost or changed (a
 changed float or vector value by its value and bits before and after, where the column is small
 enough for the fingerprint to list it; NaNs by meaning, as the dump writes them);
@@ -16,44 +16,18 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aidb_gate.backup import postgres as pg_backup
-from aidb_gate.backup import qdrant as q_backup
-from aidb_gate.backup.postgres import PgTarget
-from aidb_gate.backup.qdrant import QdrantTarget
+from aidb_gate.backup.fingerprint import Fingerprint, take_fingerprint
 from aidb_gate.core import http
 from aidb_gate.core.steps import Pipeline, Step
-from aidb_gate.stages import StageName
+from aidb_gate.pipeline import StageName
+from aidb_gate.stages.backup import BACKUP
 
 if TYPE_CHECKING:
-    from aidb_gate.boot import Boot
     from aidb_gate.services import Dependency
-
-
-@dataclass
-class Fingerprint:
-    postgres: dict[str, dict[str, str]] = field(default_factory=dict)
-    qdrant: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def summary(self) -> str:
-        tables = self.postgres.get("tables", {})
-        rows = sum(int(v.split(" rows ")[0]) for v in tables.values())
-        points = sum(len(c["points"]) for c in self.qdrant.values())
-        exact = self.postgres.get("binary values", {})
-        # "bit for bit" but for NaN payloads, which no dump keeps (pg_backup.NAN_SENDS).
-        bits = f" ({len(exact)} float/vector columns compared bit for bit, every NaN as NaN)" if exact else ""
-        return f"{len(tables)} tables, {rows} rows{bits}; {len(self.qdrant)} collections, {points} points"
-
-
-def take_fingerprint(pg: PgTarget | None, q: QdrantTarget | None) -> Fingerprint:
-    return Fingerprint(pg_backup.fingerprint(pg) if pg else {}, q_backup.fingerprint(q) if q else {})
-
-
-def compare_stacks(original: Fingerprint, restored: Fingerprint) -> list[str]:
-    return pg_backup.compare(original.postgres, restored.postgres) + q_backup.compare(original.qdrant, restored.qdrant)
+    from aidb_gate.stages.boot import Boot
 
 
 def read_back(base_url: str, docs: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[str, Any] | None]:
@@ -145,4 +119,4 @@ def _restore(session: Pipeline) -> RestoreRun:
 
 
 #: The backup restored into fresh dependencies and the service booted against them.
-RESTORE: Step[RestoreRun] = Step("restore", StageName.RESTORE, _restore)
+RESTORE: Step[RestoreRun] = Step("restore", StageName.RESTORE, _restore, needs=(BACKUP,))
