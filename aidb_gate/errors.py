@@ -22,9 +22,10 @@ class GateError(Exception):
         super().__init__(message)
         if stage:
             self.stage = _stage(stage)  # a name outside the table fails here, not as a missing report row
-        #: Whether the stage was said (by the raiser or the error's class), not the default: only
-        #: then may a step that meets this error book it to that stage (see core/steps.py).
-        self.stage_given = bool(stage) or type(self) is not GateError
+        #: Whether the raiser named the stage: only then may a step that meets this error book it to
+        #: that earlier stage (core/steps.py). A class's own stage is a default, not such a
+        #: statement: a BackupError raised while restoring is the restore's failure.
+        self.stage_given = bool(stage)
         self.evidence = evidence or {}
 
 

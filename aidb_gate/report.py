@@ -443,7 +443,7 @@ MIN_PRUNE_AGE_S = 3600.0
 
 
 def run_folder(reports_dir: Path, run_id: str) -> Path:
-    """The folder of one run's own reports (run ids are plain names: config.py checks them)."""
+    """The folder of one run's own reports (run ids are plain names: config/sources.py checks them)."""
     return reports_dir / RUNS / run_id
 
 

@@ -8,6 +8,7 @@
 #   2. the same, with every podman/docker CLI masked: every engine call must go through the API;
 #   3. doctor on that engine through its local socket: a dead network's rule and bridge in the
 #      engine's own network namespace are named, with commands that remove them (tests/engines);
+#      and execs on it stream exactly and end at their deadlines (test_engine_deadlines.py);
 #   4. a Podman socket shared with a run in mount and PID namespaces of its own (a CI job container
 #      beside the engine), CLIs masked: backup and restore exec through the API.
 # A dockerd this script started is stopped at the end (its images stay in /var/lib/aidb-dk).
@@ -31,9 +32,10 @@ echo "[aidb-gate] engines 1/4: the bench's smoke: p1 on Podman and on Docker ove
 echo "[aidb-gate] engines 2/4: p1 on Docker over TCP, engine CLIs masked"
 env "$tcp" bash scripts/without-engine-clis.sh "$pytest" -m p1 suites --html=reports/gate-docker-nocli.html \
   --junitxml=reports/junit-docker-nocli.xml
-echo "[aidb-gate] engines 3/4: doctor finds a dead network's firewall rule and bridge in Docker's namespace"
-SELFTEST_DOCKER_SOCKET=/run/aidb-dk/docker.sock "$pytest" tests/engines -p no:cacheprovider --html=reports/selftest-engines.html \
-  --junitxml=reports/selftest-engines-junit.xml
+echo "[aidb-gate] engines 3/4: doctor finds a dead network's firewall rule and bridge in Docker's namespace;"
+echo "[aidb-gate]               execs on Docker stream and end at their deadlines"
+env "$tcp" SELFTEST_DOCKER_SOCKET=/run/aidb-dk/docker.sock "$pytest" tests/engines tests/integration/test_engine_deadlines.py \
+  -p no:cacheprovider --html=reports/selftest-engines.html --junitxml=reports/selftest-engines-junit.xml
 echo "[aidb-gate] engines 4/4: p1 on a shared Podman socket, own mount and PID namespaces, engine CLIs masked"
 bash scripts/shared-socket.sh "$pytest" -m p1 suites --html=reports/gate-shared-socket.html \
   --junitxml=reports/junit-shared-socket.xml

@@ -22,7 +22,7 @@ class Ahead:
     def __init__(self) -> None:
         self._threads: dict[str, threading.Thread] = {}
         self._wanted: dict[str, Callable[[], Any]] = {}
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future[Any]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._guard = threading.Lock()
         self.closing = threading.Event()
@@ -56,7 +56,7 @@ class Ahead:
             for key, make in self._wanted.items():
                 self._futures[key] = self._pool.submit(make)
 
-    def take(self, key: str) -> Future | None:
+    def take(self, key: str) -> Future[Any] | None:
         """The started item for key (its future), at most once; None if it was never started."""
         with self._guard:
             return self._futures.pop(key, None)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CALL_TIMEOUT_S = 120.0
 
 
-def client(engine: Engine, timeout_s: float = CALL_TIMEOUT_S) -> contextlib.closing:
+def client(engine: Engine, timeout_s: float = CALL_TIMEOUT_S) -> contextlib.closing[Any]:
     """podman-py for Podman, docker-py for Docker, closed when the `with` block ends; every
     socket read of the client ends after `timeout_s` seconds of silence."""
     if engine.kind == "podman":
@@ -94,35 +94,30 @@ def _exited(container: Any, timeout_s: float) -> dict[str, Any]:
 
 def exec_in(engine: Engine, container_id: str, argv: list[str], user: str | None = None,
             timeout_s: float = 60) -> tuple[int, str, str]:
-    """Run argv inside a running container: (exit code, stdout, stderr). A command that stays
-    silent for `timeout_s` ends the call with a GateError; the exec goes with its container."""
-    begin = time.monotonic()
+    """Run argv inside a running container: (exit code, stdout, stderr). A command still running
+    after `timeout_s` ends the call with a GateError; the exec goes with its container. The same
+    path as `exec_to`, on either engine (docker-py's own exec_run reads without any deadline)."""
+    import io
+
+    out = io.BytesIO()
     try:
-        with client(engine, timeout_s) as api:
-            container = api.containers.get(container_id)
-            kwargs: dict[str, Any] = {"demux": True}
-            if user:
-                kwargs["user"] = user
-            code, output = container.exec_run(argv, **kwargs)
-    except Exception as err:
-        # podman-py wraps the socket timeout in APIError(OSError), docker-py lets requests' own
-        # ReadTimeout through: the clock says which it was, whatever the wrapper.
-        if time.monotonic() - begin < timeout_s:
-            raise
-        raise GateError(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} gave no answer within "
-                        f"{timeout_s:g} s and was abandoned ({type(err).__name__}).") from None
-    out, stderr = output if isinstance(output, tuple) else (output, b"")
-    return int(code or 0), _text(out), _text(stderr)
+        code, stderr = exec_to(engine, container_id, argv, out, timeout_s=timeout_s, user=user)
+    except ExecTimeout:
+        raise ExecTimeout(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} gave no answer within "
+                        f"{timeout_s:g} s and was abandoned.") from None
+    return code, _text(out.getvalue()), stderr
 
 
 def inspect(engine: Engine, container_id: str) -> dict[str, Any]:
     with client(engine) as api:
-        return api.containers.get(container_id).attrs
+        attrs: dict[str, Any] = api.containers.get(container_id).attrs
+        return attrs
 
 
 def image_attrs(engine: Engine, ref: str) -> dict[str, Any]:
     with client(engine) as api:
-        return api.images.get(ref).attrs
+        attrs: dict[str, Any] = api.images.get(ref).attrs
+        return attrs
 
 
 def logs(engine: Engine, container_id: str) -> str:
@@ -153,20 +148,70 @@ def exec_to(engine: Engine, container_id: str, argv: list[str], out: SupportsWri
         low = api.api
         exec_id = low.exec_create(container_id, argv, stdout=True, stderr=True, user=user or "")["Id"]
         try:
-            for stdout, stderr in low.exec_start(exec_id, stream=True, demux=True):
-                if stdout:
-                    out.write(stdout)
-                if stderr and len(errors) < STDERR_KEPT:
-                    errors += stderr[: STDERR_KEPT - len(errors)]
-                if time.monotonic() - begin > timeout_s:
-                    raise TimeoutError
+            # The body as HTTP delivers it, not docker-py's raw socket: http.client may already hold
+            # the stream's first bytes in its buffer (seen on Podman under load: docker-py then read
+            # a payload byte as a frame header, "150 is not a valid stream"). No Upgrade header, so
+            # Docker answers 200 with the stream as the body, as Podman does.
+            # Each read may wait the whole deadline: a dump may be silent for minutes (a lock, a big table).
+            resp = low.post(low._url("/exec/{0}/start", exec_id), json={"Detach": False, "Tty": False}, stream=True,
+                            timeout=(min(30.0, timeout_s), timeout_s))
+            low._raise_for_status(resp)
+            with contextlib.closing(resp):
+                for stream, data in frames(resp.raw):
+                    if stream == 1:
+                        out.write(data)
+                    elif stream == 2 and len(errors) < STDERR_KEPT:
+                        errors += data[: STDERR_KEPT - len(errors)]
+                    if time.monotonic() - begin > timeout_s:
+                        raise TimeoutError
         except Exception as err:
             if time.monotonic() - begin < timeout_s and not isinstance(err, TimeoutError):
                 raise
-            raise GateError(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} was still running after "
+            raise ExecTimeout(f"`{' '.join(argv)[:200]}` in container {container_id[:12]} was still running after "
                             f"{timeout_s:g} s and was abandoned.") from None
         code = _exit_code(low, exec_id, begin, timeout_s)
     return code, errors.decode("utf-8", errors="replace")
+
+
+class ExecTimeout(GateError):
+    """A command exec'd into a container was still running at its deadline (and was abandoned)."""
+
+
+class StreamError(GateError):
+    """The engine's multiplexed exec stream broke its own framing."""
+
+
+def frames(body: Any, chunk: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+    """(stream, bytes) of an engine's multiplexed stream (8-byte headers: stream 0/1/2, three zero
+    bytes, a big-endian length), read from a file-like `body` until it ends; a header that breaks
+    the format is a StreamError naming the offset, never a payload byte taken for a header."""
+    import struct
+
+    offset = 0
+    while True:
+        header = _read_exactly(body, 8)
+        if not header:
+            return
+        if len(header) < 8 or header[0] not in (0, 1, 2) or header[1:4] != b"\0\0\0":
+            raise StreamError(f"the engine's exec stream is malformed at byte {offset} (header {header.hex()}).")
+        (size,) = struct.unpack(">L", header[4:])
+        offset += 8 + size
+        while size > 0:
+            data = body.read(min(size, chunk))
+            if not data:
+                raise StreamError(f"the engine's exec stream ended inside a frame, {size} bytes short.")
+            size -= len(data)
+            yield header[0], data
+
+
+def _read_exactly(body: Any, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = body.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 #: How much of a command's stderr is kept for its error message.

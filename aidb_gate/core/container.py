@@ -12,6 +12,7 @@ container that dies in 100 ms still leaves everything it printed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def listens_on(proc_net_tcp: str, port: int) -> bool:
     return any(not _is_loopback(local) for local, _remote in _sockets(proc_net_tcp, port, "0A"))
 
 
-def _sockets(proc_net_tcp: str, port: int, state: str):
+def _sockets(proc_net_tcp: str, port: int, state: str) -> Iterator[tuple[str, str]]:
     """(local address hex, remote address hex) of each socket in `state` whose local port is `port`."""
     for line in proc_net_tcp.splitlines():
         fields = line.split()

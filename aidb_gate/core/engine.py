@@ -22,9 +22,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aidb_gate.fixtures as fixtures
 from aidb_gate.core.text import clip
@@ -56,7 +57,7 @@ class Engine:
     #: The engine's Docker-compatible API version. Every client is pinned to it: an unpinned
     #: docker-py client asks `/version` first, which costs Podman ~0.4 s each time.
     api_version: str | None = None
-    started: subprocess.Popen | None = field(default=None, repr=False)
+    started: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     _shared: Any = field(default=None, repr=False)  # a docker.DockerClient (docker-py is untyped), or None
     _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -70,13 +71,13 @@ class Engine:
         """The process environment for CLI calls (builds) made against this engine."""
         return {**os.environ, **self.cli_env}
 
-    def docker_client(self, timeout: int = 60):
+    def docker_client(self, timeout: int = 60) -> Any:  # a docker.DockerClient (docker-py is untyped)
         import docker
 
         return docker.DockerClient(base_url=self.docker_host, timeout=timeout, version=self.api_version)
 
     @property
-    def shared(self):
+    def shared(self) -> Any:  # a docker.DockerClient
         """One docker-py client (a connection pool) for the run's many small look-ups, shared by the
         stages' threads; closed by `close()`. Callers must not close it."""
         with self._shared_lock:
@@ -84,9 +85,11 @@ class Engine:
                 self._shared = self.docker_client(timeout=600)
             return self._shared
 
-    def podman_client(self, timeout_s: float | None = None):
+    def podman_client(self, timeout_s: float | None = None) -> Any:
         """podman-py for inspection, logs and exec where the engine is Podman; `timeout_s` bounds
         each socket read (podman-py's default waits forever)."""
+        # Any, not PodmanClient: podman-py is only partly annotated (info(), close(), Network.name are not),
+        # and callers use it through the same calls as docker-py's untyped client (see api.client).
         from podman import PodmanClient
 
         return PodmanClient(base_url=self.docker_host, timeout=timeout_s)
@@ -127,7 +130,7 @@ class Engine:
         self.started = None
 
 
-def containers_conf_reasons(environ: dict[str, str] | os._Environ = os.environ) -> list[str]:
+def containers_conf_reasons(environ: Mapping[str, str] = os.environ) -> list[str]:
     """Why this host needs the project's containers.conf; empty when it does not (or the user chose)."""
     if environ.get("CONTAINERS_CONF") or Path("/etc/containers/containers.conf").exists():
         return []
@@ -174,7 +177,7 @@ def _ping(docker_host: str, timeout: int = 5) -> Answer | None:
     return answer_from_ping(reply.headers) if reply.status_code == 200 else None
 
 
-def answer_from_ping(headers) -> Answer:
+def answer_from_ping(headers: Mapping[str, str]) -> Answer:
     """Podman names itself in `Libpod-Api-Version`; Docker in `Server: Docker/<version>`."""
     if headers.get("Libpod-Api-Version"):
         return Answer("podman", headers["Libpod-Api-Version"], headers.get("Api-Version"))
@@ -187,7 +190,7 @@ def _socket_url(path: str) -> str:
     return f"unix://{path}"
 
 
-def candidate_hosts(environ: dict[str, str] | os._Environ = os.environ) -> list[tuple[str, str]]:
+def candidate_hosts(environ: Mapping[str, str] = os.environ) -> list[tuple[str, str]]:
     """(where it came from, DOCKER_HOST url) in the order the gate tries them."""
     found = []
     if environ.get("DOCKER_HOST"):
@@ -221,7 +224,7 @@ def _install_hint() -> str:
     )
 
 
-def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], list[str]]:
+def _conf_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     reasons = containers_conf_reasons(environ)
     if not reasons:
         return {}, []
@@ -230,7 +233,7 @@ def _conf_env(environ: dict[str, str] | os._Environ) -> tuple[dict[str, str], li
 
 
 def start_podman_service(podman: str, env: dict[str, str], run_id: str,
-                         deadline_s: float = 20.0) -> tuple[str, subprocess.Popen, Answer]:
+                         deadline_s: float = 20.0) -> tuple[str, subprocess.Popen[bytes], Answer]:
     """Start `podman system service` on a socket in this user's private runtime folder (see
     `service_dir`) and wait until it answers; its owner file names this process, the service's pid
     and the service's start time, so a later run can prove which process it may stop."""
@@ -272,7 +275,7 @@ def start_podman_service(podman: str, env: dict[str, str], run_id: str,
     )
 
 
-def _open_private(path: Path):
+def _open_private(path: Path) -> IO[bytes]:
     """A new file (replacing one of the same name) open for writing, mode 0600, never through a symlink."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -280,7 +283,7 @@ def _open_private(path: Path):
     return os.fdopen(fd, "wb")
 
 
-def runtime_base(environ: dict[str, str] | os._Environ = os.environ) -> Path:
+def runtime_base(environ: Mapping[str, str] = os.environ) -> Path:
     """Where this user's runtime folder lives: `$XDG_RUNTIME_DIR/aidb-gate` (a folder only this user
     can enter), `/run/aidb-gate` for root, else `<tmp>/aidb-gate-<uid>` - never a folder shared by users."""
     runtime = environ.get("XDG_RUNTIME_DIR")
@@ -291,14 +294,14 @@ def runtime_base(environ: dict[str, str] | os._Environ = os.environ) -> Path:
     return Path(tempfile.gettempdir()) / f"aidb-gate-{os.geteuid()}"
 
 
-def service_dir(environ: dict[str, str] | os._Environ = os.environ) -> Path:
+def service_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """This user's private runtime folder (API sockets, their logs and owner files, kept-run
     secrets), made on first use. Guarantees: what it returns is a real folder (not a symlink),
     owned by this user, writable by nobody else; anything else is an EngineError, one paragraph."""
     return ensure_private_dir(runtime_base(environ))
 
 
-def ensure_private_dir(folder: Path, lstat=os.lstat, uid: int | None = None) -> Path:
+def ensure_private_dir(folder: Path, lstat: Callable[[Path], os.stat_result] = os.lstat, uid: int | None = None) -> Path:
     """folder, made with mode 0700 if missing (mkdir is atomic: it fails if someone made it first,
     and a symlink planted there is never followed, since lstat judges the link itself). An existing
     folder is accepted only if it is a real folder owned by uid and not group/world-writable."""
@@ -404,7 +407,7 @@ def is_service(pid: int, sock: Path, started: str | None, proc: Path = Path("/pr
     return not started or started == "?" or (len(stat_fields) > 19 and stat_fields[19] == started)
 
 
-def connect(run_id: str, environ: dict[str, str] | os._Environ = os.environ) -> Engine:
+def connect(run_id: str, environ: Mapping[str, str] = os.environ) -> Engine:
     """The engine for this run; starts Podman's API service when Podman is installed but idle."""
     reap_dead_services()
     conf_env, notes = _conf_env(environ)

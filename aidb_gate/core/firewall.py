@@ -19,6 +19,10 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aidb_gate.core.engine import Engine
 
 #: netavark's per-port jump, e.g. `-A NETAVARK-HOSTPORT-DNAT -p tcp -m tcp --dport 42325 -m comment
 #: --comment "dnat name: NET id: ID" -j NETAVARK-DN-HASH`
@@ -70,7 +74,7 @@ def stale_bridges(bridges: list[str], live_interfaces: set[str]) -> list[Leftove
             for name in bridges if _BRIDGE.match(name) and name not in live_interfaces]
 
 
-def _docker_bridge(network: dict) -> str:
+def _docker_bridge(network: dict[str, Any]) -> str:
     options = network.get("Options") or {}
     return str(options.get("com.docker.network.bridge.name") or f"br-{str(network.get('Id') or '')[:12]}")
 
@@ -119,7 +123,7 @@ def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["nsenter", f"--net={netns}", *argv] if netns else argv
 
 
-def leftovers(engine, netns: str | None = None) -> tuple[list[Leftover], str]:
+def leftovers(engine: Engine, netns: str | None = None) -> tuple[list[Leftover], str]:
     """(stale rules and bridges of the engine's network namespace, why the check could not run or "")
     for a local engine: its live networks from its own API, its rules and bridges read in `netns`
     (None: this process's own)."""
@@ -145,7 +149,7 @@ def leftovers(engine, netns: str | None = None) -> tuple[list[Leftover], str]:
     return stale_docker_forwards(rules.stdout, interfaces, prefix) + stale_docker_bridges(bridges, interfaces, prefix), ""
 
 
-def _live_networks(engine) -> tuple[set[str], set[str]]:
+def _live_networks(engine: Engine) -> tuple[set[str], set[str]]:
     """(network names, bridge interfaces) the engine has now, from its own API: libpod names each
     network's bridge; Docker's is derived from the network's id or option."""
     if engine.kind == "podman":
@@ -160,7 +164,7 @@ def _live_networks(engine) -> tuple[set[str], set[str]]:
     return {str(n.get("Name")) for n in listed}, {_docker_bridge(n) for n in listed if n.get("Driver") == "bridge"}
 
 
-def host_leftovers(engine) -> tuple[list[Leftover], str]:
+def host_leftovers(engine: Engine) -> tuple[list[Leftover], str]:
     """`leftovers` for the run's engine where this host can read its firewall: a local engine (a
     unix socket), as root, in the network namespace of the process behind the socket (a dockerd
     beside Podman often has one of its own). Elsewhere ([], why the check does not apply)."""

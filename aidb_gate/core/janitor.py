@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from aidb_gate.core.mounts import remove_run_folders
 from aidb_gate.core.run import (
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 # handler configured, Python's last-resort handler would repeat each warning on stderr.
 log.addHandler(logging.NullHandler())
 
+#: docker-py ships no type information: its client, containers, networks and volumes are `Any` here.
+#: One run's (containers, networks, volumes), as the engine lists them.
+Groups: TypeAlias = tuple[list[Any], list[Any], list[Any]]
+
 
 @dataclass
 class Sweep:
@@ -64,7 +69,7 @@ class Sweep:
         return len(self.containers) + len(self.networks) + len(self.volumes)
 
 
-def _labelled(client, run_id: str | None):
+def _labelled(client: Any, run_id: str | None) -> Groups:
     selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
     filters = {"label": selector}
     # sparse: no per-container inspect, which races with other runs removing their containers
@@ -75,7 +80,7 @@ def _labelled(client, run_id: str | None):
     return containers, networks, volumes
 
 
-def _remove_container(sweep: Sweep, c) -> None:
+def _remove_container(sweep: Sweep, c: Any) -> None:
     name = _container_name(c)
     # The run's containers are thrown away (their logs are already saved), so there is no graceful
     # stop to wait for: SIGKILL first halves the removal time of a running Postgres or Qdrant.
@@ -89,7 +94,7 @@ def _remove_container(sweep: Sweep, c) -> None:
             sweep.errors.append(f"container {name}: {err}")
 
 
-def _remove_run(sweep: Sweep, run_id: str, groups) -> Sweep:
+def _remove_run(sweep: Sweep, run_id: str, groups: Groups) -> Sweep:
     """Remove one run's engine resources, then its host folders (a killed run's secret files)."""
     sweep.runs.append(run_id)
     _remove(sweep, *groups)
@@ -97,7 +102,7 @@ def _remove_run(sweep: Sweep, run_id: str, groups) -> Sweep:
     return sweep
 
 
-def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
+def _remove(sweep: Sweep, containers: Iterable[Any], networks: Iterable[Any], volumes: Iterable[Any]) -> Sweep:
     # The lease goes last: a clean-up cut short still leaves a lease that says when the run ended.
     volumes = sorted(volumes, key=lambda v: LEASE_LABEL in _labels(v))
     # Containers first (side by side: each removal mostly waits on the engine), since a network
@@ -121,17 +126,17 @@ def _remove(sweep: Sweep, containers, networks, volumes) -> Sweep:
     return sweep
 
 
-def _container_name(container) -> str:
-    names = (container.attrs or {}).get("Names") or []
+def _container_name(container: Any) -> str:
+    names: list[str] = (container.attrs or {}).get("Names") or []
     return names[0].lstrip("/") if names else container.id[:12]
 
 
-def remove_run(client, run_id: str) -> Sweep:
+def remove_run(client: Any, run_id: str) -> Sweep:
     """Remove everything labelled with run_id."""
     return _remove(Sweep(), *_labelled(client, run_id))
 
 
-def _labels(resource) -> dict[str, str]:
+def _labels(resource: Any) -> dict[str, str]:
     """A container's, network's or volume's labels, wherever the listing put them."""
     attrs = getattr(resource, "attrs", {}) or {}
     return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
@@ -144,16 +149,16 @@ class RunResources:
     run_id: str
     owner: str | None = None
     kept: bool = False
-    containers: list = field(default_factory=list)
-    networks: list = field(default_factory=list)
-    volumes: list = field(default_factory=list)
+    containers: list[Any] = field(default_factory=list)
+    networks: list[Any] = field(default_factory=list)
+    volumes: list[Any] = field(default_factory=list)
     #: (the lease label's value, when the engine made that lease volume) for each lease volume.
     leases: list[tuple[str, float | None]] = field(default_factory=list)
     #: When the engine made each other resource (None where the listing does not say).
     created: list[float | None] = field(default_factory=list)
 
     @property
-    def groups(self) -> tuple[list, list, list]:
+    def groups(self) -> Groups:
         return self.containers, self.networks, self.volumes
 
 
@@ -165,12 +170,12 @@ class Verdict:
     why: str
 
 
-def _created(resource) -> float | None:
+def _created(resource: Any) -> float | None:
     attrs = getattr(resource, "attrs", {}) or {}
     return engine_timestamp(attrs.get("CreatedAt") or attrs.get("Created"))
 
 
-def group_by_run(containers, networks, volumes) -> dict[str, RunResources]:
+def group_by_run(containers: Iterable[Any], networks: Iterable[Any], volumes: Iterable[Any]) -> dict[str, RunResources]:
     """Resources grouped by their run label. A run counts as kept if any of its resources says so
     (a resource whose labels were not listed must not make a kept run look reapable)."""
     runs: dict[str, RunResources] = {}
@@ -234,7 +239,8 @@ def judge(found: RunResources, now: float, margin: float, ttl: float,
     return Verdict(False, f"it has no lease and its newest resource is {age:.0f} s old")
 
 
-def _survey(client, run_id: str | None, clock: EngineClock | None):
+def _survey(client: Any, run_id: str | None,
+            clock: EngineClock | None) -> tuple[dict[str, RunResources], Callable[[RunResources], Verdict]]:
     """The runs (one, or all) with a judge bound to one moment: taken before listing, so anything made
     meanwhile looks younger, never older."""
     clock = clock or EngineClock()
@@ -249,7 +255,7 @@ def unjudged_note(run_id: str, verdict: Verdict) -> str:
             f"more, remove it with `aidb-gate clean --run {run_id}`.")
 
 
-def reap_dead_runs(client, keep_run: str | None = None, clock: EngineClock | None = None) -> Sweep:
+def reap_dead_runs(client: Any, keep_run: str | None = None, clock: EngineClock | None = None) -> Sweep:
     """Remove the resources of runs that are over (see `judge`): never keep_run's, a kept run's or a
     live run's; a run that cannot be judged is left alone, with a warning logged and noted in `skipped`."""
     sweep = Sweep()
@@ -270,7 +276,7 @@ def reap_dead_runs(client, keep_run: str | None = None, clock: EngineClock | Non
     return sweep
 
 
-def remove_finished_run(client, run_id: str, clock: EngineClock | None = None) -> Sweep:
+def remove_finished_run(client: Any, run_id: str, clock: EngineClock | None = None) -> Sweep:
     """Remove one run, kept or not; raise a GateError (removing nothing) while it is live. A run whose
     labels cannot be judged is removed, since the user named it, with a warning logged."""
     runs, verdict_of = _survey(client, run_id, clock)
@@ -293,7 +299,7 @@ def live_run_refusal(found: RunResources, verdict: Verdict) -> str:
             f"counting as live once its lease expires. Then run `aidb-gate clean --run {found.run_id}` again.")
 
 
-def remove_kept_runs(client, clock: EngineClock | None = None) -> Sweep:
+def remove_kept_runs(client: Any, clock: EngineClock | None = None) -> Sweep:
     """Remove every kept run that is over; a kept run still in use, or one that cannot be judged, is
     listed in `skipped` with the reason."""
     sweep = Sweep()
@@ -314,7 +320,7 @@ def remove_kept_runs(client, clock: EngineClock | None = None) -> Sweep:
     return sweep
 
 
-def remove_run_quietly(client, run_id: str) -> Sweep:
+def remove_run_quietly(client: Any, run_id: str) -> Sweep:
     """remove_run for teardown paths: never raises, reports errors in the Sweep."""
     try:
         return remove_run(client, run_id)

@@ -81,7 +81,7 @@ def fixed_endpoint(alias: str, ip: str) -> EndpointConfig:
     return EndpointConfig(docker_version.__version__, aliases=[alias], ipv4_address=ip, mac_address=mac_for(ip))
 
 
-def used_subnets(client) -> list[ipaddress.IPv4Network]:
+def used_subnets(client: Any) -> list[ipaddress.IPv4Network]:
     """The IPv4 subnets of every network the engine has."""
     used = []
     for network in client.networks.list():
@@ -116,7 +116,7 @@ def taken_meanwhile(err: Exception) -> bool:
     return any(word in str(err).lower() for word in ("overlap", "already used", "in use"))
 
 
-def on_free_subnet(client, name: str, create: Callable[[ipaddress.IPv4Network], T]) -> tuple[T, ipaddress.IPv4Network]:
+def on_free_subnet(client: Any, name: str, create: Callable[[ipaddress.IPv4Network], T]) -> tuple[T, ipaddress.IPv4Network]:
     """`create(subnet)` on a free subnet, tried again on another while a concurrent run takes it."""
     last: Exception | None = None
     for _ in range(CREATE_TRIES):
@@ -130,7 +130,7 @@ def on_free_subnet(client, name: str, create: Callable[[ipaddress.IPv4Network], 
     raise RuntimeError(f"no free subnet for network {name} after {CREATE_TRIES} tries: {last}")
 
 
-def create_bridge(client, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
+def create_bridge(client: Any, name: str, labels: dict[str, str]) -> tuple[Any, ipaddress.IPv4Network]:
     """A bridge network on a free subnet of its own, through docker-py: (network, subnet)."""
     return on_free_subnet(client, name, lambda subnet: client.networks.create(
         name, driver="bridge", labels=labels, ipam=ipam_for(subnet)))

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +44,7 @@ LEASE_LABEL = "aidb-gate.lease"
 RELEASED = "released"
 LEASE_ROLE = "lease"
 #: Overrides the lease time in seconds (the self-tests use a few seconds to see a dead run reaped). Not
-#: AIDB_GATE_*: config.py takes every variable with that prefix for a setting and refuses unknown ones.
+#: AIDB_GATE_*: config/sources.py takes every variable with that prefix for a setting and refuses unknown ones.
 LEASE_ENV = "AIDB_GATE_LEASE_S"
 DEFAULT_LEASE_S = 120.0
 #: Below a second the renewals (four per lease time) would only load the engine; above a day a
@@ -116,7 +116,7 @@ def owner_seen_alive(token: str) -> bool:
 
 # -- the lease: liveness the engine can see ------------------------------------------------------
 
-def lease_seconds(environ: dict[str, str] | os._Environ = os.environ) -> float:
+def lease_seconds(environ: Mapping[str, str] = os.environ) -> float:
     """The lease time: AIDB_GATE_LEASE_S when set (seconds, finite, MIN_LEASE_S to MAX_LEASE_S),
     else DEFAULT_LEASE_S; a GateError that names the variable for anything else."""
     text = environ.get(LEASE_ENV, "").strip()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aidb_gate.errors import GateError
 from aidb_gate.pipeline import StageName, order
@@ -103,7 +103,7 @@ class StepRunner:
         value = self._results[step.name]
         if isinstance(value, GateError):
             raise value
-        return value
+        return cast(T, value)  # _results holds each step's own T (keyed by its name)
 
     def set(self, step: Step[T], value: T) -> None:
         """Record a result made elsewhere (the self-tests hand the runner fake containers)."""

@@ -109,7 +109,7 @@ def exec_with_timeout(container: Any, argv: list[str], timeout_s: float) -> tupl
     gate stops waiting for (the exec dies with the container at clean-up)."""
     import threading
 
-    box: dict[str, Any] = {}
+    box: dict[str, tuple[int | None, str]] = {}
 
     def call() -> None:
         try:

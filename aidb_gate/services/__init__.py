@@ -1,18 +1,8 @@
 """services: every dependency kind is one plug-in module behind one small interface.
 
-A plug-in is a module (in this package, or named by a `aidb_gate.dependencies` entry point) with:
-
-    KIND: str                  # its name: "postgres"
-    IMAGES: tuple[str, ...]    # image repositories it stands for: ("postgres", "pgvector/pgvector")
-    IMAGE: str                 # the official image used when the configuration names none
-    RECIPE: str                # the local recipe under fixtures/images/ ("" = none)
-    PORT: int                  # the port it serves on
-    CRITICAL: bool             # whether a service's readiness should fail while it is down
-    FAULTS: tuple[str, ...]    # fault actions the faults stage may inject (stop, pause, kill)
-    DATA: str                  # the backup/restore/fingerprint adapter ("" = no data)
-    REFUSALS: tuple[(str, str | None, str), ...]  # (regex, endpoint field, meaning): a refused client
-    def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer
-    def is_ready(dependency: Dependency) -> bool
+A plug-in is a module (in this package, or named by an `aidb_gate.dependencies` entry point) that
+satisfies `base.DependencyKind`: its names (KIND, IMAGES, IMAGE, RECIPE, PORT, CRITICAL, FAULTS,
+DATA, REFUSALS) and two functions, `offer(dep, secret) -> Offer` and `is_ready(dependency)`.
 
 `offer` says how the container runs (environment, command) and what it offers the service (the
 endpoint fields an env template or the gate's own data stages use). Under a compose file it
@@ -37,10 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aidb_gate.compose import Healthcheck, repository
-from aidb_gate.config import DependencyConfig
 from aidb_gate.core.container import LogFollower, client_kw, host_port, listens_on, publish, reach
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
@@ -50,6 +39,7 @@ from aidb_gate.core.wait import PollResult, poll_until, run_healthcheck
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
 from aidb_gate.pipeline import StageName
+from aidb_gate.services.base import CONTRACT, DependencyConfig, DependencyKind, Offer
 
 GENERIC = "generic"
 ENTRY_POINT_GROUP = "aidb_gate.dependencies"
@@ -57,38 +47,34 @@ ENTRY_POINT_GROUP = "aidb_gate.dependencies"
 READY_DEADLINE_S = 120.0
 
 
-@dataclass(frozen=True)
-class Offer:
-    """How a dependency container runs, and what it offers the service under test."""
-
-    environment: dict[str, str] = field(default_factory=dict, repr=False)
-    command: list[str] | tuple[str, ...] | None = None  # an argv: testcontainers forwards one, though its hint says str
-    #: Secret endpoint fields (password, api_key): redacted everywhere.
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
-    #: Other endpoint fields (db, user, url).
-    extra: dict[str, str] = field(default_factory=dict)
-    #: Files mounted read-only into the container ({container path: content}): how a plug-in
-    #: hands over a secret, which then shows neither in `ps` nor in `inspect`.
-    files: dict[str, str] = field(default_factory=dict, repr=False)
-
-
 @functools.cache
-def registry() -> dict[str, ModuleType]:
-    """{kind: plug-in module}: this package's modules, then installed entry points."""
+def registry() -> dict[str, DependencyKind]:
+    """{kind: plug-in}: this package's modules, then installed entry points, each checked
+    against the contract (base.py) as it loads."""
     from importlib.metadata import entry_points
 
-    found: dict[str, ModuleType] = {}
+    found: dict[str, DependencyKind] = {}
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "KIND"):
-            found[module.KIND] = module
+            found[module.KIND] = _checked(module, f"{__name__}.{info.name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         module = ep.load()
-        found[module.KIND] = module
+        found[getattr(module, "KIND", ep.name)] = _checked(module, f"the entry point {ep.name} = {ep.value}")
     return found
 
 
-def plugin(kind: str) -> ModuleType:
+def _checked(module: ModuleType, where: str) -> DependencyKind:
+    missing = [name for name in CONTRACT if not hasattr(module, name)]
+    if missing:
+        raise GateError(f"The dependency plug-in {where} lacks {', '.join(missing)}: a plug-in defines every name of "
+                        "aidb_gate.services.base.DependencyKind (see docs/ARCHITECTURE.md, Dependency plug-ins).",
+                        stage=StageName.CONFIG)
+    kind: DependencyKind = module  # checked by name just above
+    return kind
+
+
+def plugin(kind: str) -> DependencyKind:
     kinds = registry()
     if kind not in kinds:
         raise GateError(f"No dependency plug-in of kind {kind!r} is installed (known: {', '.join(sorted(kinds))}).",
@@ -137,7 +123,7 @@ class Dependency:
 
     @property
     def container_id(self) -> str:
-        return self.container.get_container_id()
+        return str(self.container.get_container_id())
 
     @property
     def host(self) -> str:
@@ -200,7 +186,7 @@ def _stopped(container: Any) -> str | None:
     return None
 
 
-def _wait(dependency: Dependency, kind: ModuleType, run: Run) -> None:
+def _wait(dependency: Dependency, kind: DependencyKind, run: Run) -> None:
     """Ready = the plug-in's check passes and, under service_healthy, the compose healthcheck too.
 
     The healthcheck gets the time compose gives it before it calls a container unhealthy
@@ -316,3 +302,9 @@ def tcp_answers(dependency: Dependency) -> bool:
 
     with socket.create_connection((dependency.host, dependency.host_port), timeout=2):
         return True
+
+
+if TYPE_CHECKING:  # mypy checks that this package's plug-ins keep the contract
+    from aidb_gate.services import generic, postgres, qdrant, redis
+
+    _KINDS: tuple[DependencyKind, ...] = (generic, postgres, qdrant, redis)

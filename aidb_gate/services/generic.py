@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aidb_gate.config import DependencyConfig
-from aidb_gate.services import Dependency, Offer, tcp_answers
+from aidb_gate.services import Dependency, tcp_answers
+from aidb_gate.services.base import DependencyConfig, Offer
 
 KIND = "generic"
 IMAGES: tuple[str, ...] = ()

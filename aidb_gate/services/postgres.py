@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from aidb_gate.config import DependencyConfig
-from aidb_gate.services import Dependency, Offer
+from aidb_gate.services import Dependency
+from aidb_gate.services.base import DependencyConfig, Offer
 
 KIND = "postgres"
 IMAGES = ("postgres", "pgvector/pgvector")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aidb_gate.config import DependencyConfig
 from aidb_gate.core import http
-from aidb_gate.services import Dependency, Offer
+from aidb_gate.services import Dependency
+from aidb_gate.services.base import DependencyConfig, Offer
 
 KIND = "qdrant"
 IMAGES = ("qdrant/qdrant",)

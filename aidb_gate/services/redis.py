@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import redis
 
-from aidb_gate.config import DependencyConfig
-from aidb_gate.services import Dependency, Offer
+from aidb_gate.services import Dependency
+from aidb_gate.services.base import DependencyConfig, Offer
 
 KIND = "redis"
 IMAGES = ("redis", "redis/redis-stack-server", "valkey/valkey", "bitnami/redis")

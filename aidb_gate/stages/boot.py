@@ -40,7 +40,7 @@ ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
 class Boot:
     """A started target: where it answers, how long it took, or why it did not."""
 
-    container: Any
+    container: DockerContainer
     log: LogFollower
     port: int
     ready: bool

@@ -11,6 +11,7 @@ come back after recovery.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +83,8 @@ def _get(url: str, timeout_s: float) -> tuple[int | None, Any, str]:
     return resp.status_code, body, ""
 
 
-def watch(base_url: str, ready_path: str, live_path: str, until, deadline_s: float, interval_s: float = 0.25,
-          request_timeout_s: float = 5.0) -> Watch:
+def watch(base_url: str, ready_path: str, live_path: str, until: Callable[[Sample], bool], deadline_s: float,
+          interval_s: float = 0.25, request_timeout_s: float = 5.0) -> Watch:
     """Sample both probes until `until(sample)` holds or the deadline passes."""
     result = Watch()
     start = time.monotonic()
@@ -100,7 +101,7 @@ def watch(base_url: str, ready_path: str, live_path: str, until, deadline_s: flo
         time.sleep(interval_s)
 
 
-def outage_seen(name: str, critical: bool):
+def outage_seen(name: str, critical: bool) -> Callable[[Sample], bool]:
     """The condition readiness must reach while `name` is away."""
     def check(s: Sample) -> bool:
         dep = s.dependency(name)
@@ -112,7 +113,7 @@ def outage_seen(name: str, critical: bool):
     return check
 
 
-def recovery_seen(name: str):
+def recovery_seen(name: str) -> Callable[[Sample], bool]:
     def check(s: Sample) -> bool:
         dep = s.dependency(name)
         return s.ready_status == 200 and dep is not None and dep.get("status") == "healthy"

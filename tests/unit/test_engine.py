@@ -101,3 +101,36 @@ def test_a_one_off_container_that_never_exits_is_stopped_at_its_deadline() -> No
         status, attrs = "exited", {"State": {"Status": "exited", "ExitCode": 3}}
 
     assert _exited(Done(), 5) == {"StatusCode": 3}
+
+
+def test_an_exec_stream_is_demultiplexed_from_any_split_of_its_bytes():
+    """Frames come out whole whatever the reads return (one byte at a time included), and a
+    header that breaks the format is named, never read as payload."""
+    import io
+    import struct
+
+    from aidb_gate.core.api import StreamError, frames
+
+    def frame(stream: int, data: bytes) -> bytes:
+        return struct.pack(">BxxxL", stream, len(data)) + data
+
+    body = frame(1, b"\x96" * 70_000) + frame(2, b"warning\n") + frame(1, b"") + frame(1, b"end")
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes, step: int):
+            self.data, self.step = data, step
+
+        def read(self, n: int = -1) -> bytes:
+            out, self.data = self.data[: min(n, self.step)], self.data[min(n, self.step):]
+            return out
+
+    for step in (1, 7, 8, 4096, 1 << 20):
+        got = list(frames(Trickle(body, step)))
+        assert b"".join(d for s, d in got if s == 1) == b"\x96" * 70_000 + b"end"
+        assert b"".join(d for s, d in got if s == 2) == b"warning\n"
+    with pytest.raises(StreamError, match=r"malformed at byte 70008 \(header 96"):
+        list(frames(io.BytesIO(frame(1, b"\x96" * 70_000) + b"\x96" * 16)))
+    with pytest.raises(StreamError, match="ended inside a frame, 5 bytes short"):
+        list(frames(io.BytesIO(frame(1, b"12345678")[:-5])))
+    with pytest.raises(StreamError, match="malformed at byte 0"):
+        list(frames(io.BytesIO(b"\x01\x00\x00")))

@@ -117,3 +117,17 @@ def test_a_result_its_stage_judges_failed_fails_the_stage_and_is_still_returned(
     step = Step("build", StageName.BUILD, lambda _s: {"ok": False}, passed=lambda r: r["ok"])
     assert runner.run(step, None) == {"ok": False} and runner.result(step) == {"ok": False}
     assert _rows(book) == {"build": "failed"}
+
+
+def test_an_error_whose_class_has_an_earlier_stage_is_still_the_steps_own() -> None:
+    """A BackupError (its class says backup) raised while restoring fails the restore stage: only
+    a stage the raiser names marks a block by an earlier stage."""
+    from aidb_gate.backup.manifest import BackupError
+
+    def restore(_s: object) -> None:
+        raise BackupError("collection holds no points after the upload")
+
+    book = StageBook()
+    with pytest.raises(BackupError):
+        StepRunner(book).run(Step("restore", StageName.RESTORE, restore), None)
+    assert _rows(book) == {"restore": "failed"}
