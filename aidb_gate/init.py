@@ -63,14 +63,14 @@ COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 def compose_service(root: Path) -> tuple[str, str]:
     """(compose file, service) when the repository's compose file has exactly one service built
     from the repository itself; ("", "") otherwise (no file, no such service, or several)."""
-    from aidb_gate.compose import ComposeError, _load_yaml
+    from aidb_gate.compose import ComposeError, load_yaml
 
     for name in COMPOSE_FILES:
         path = root / name
         if not path.is_file():
             continue
         try:
-            services = _load_yaml(path)["services"]
+            services = load_yaml(path)["services"]
         except ComposeError:
             return "", ""
         built = []

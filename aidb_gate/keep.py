@@ -167,7 +167,7 @@ def read_kept(session: Any, engine: Engine) -> KeptStack:
     stack = session.finished(STACK)
     if stack is not None:
         for dep in [*stack.deps.values(), *stack.extra.values()]:
-            entry = KeptContainer(dep.name, dep.config.name, run.name(dep.name),
+            entry = KeptContainer(dep.name, dep.kind, run.name(dep.name),
                                   user=dep.extra.get("user", ""), db=dep.extra.get("db", ""))
             found.append((kept_port(entry, functools.partial(host_port, dep.container, dep.config.port)),
                           {secret_var(dep.name, key): value for key, value in dep.secrets.items()}))

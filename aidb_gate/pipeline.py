@@ -5,6 +5,9 @@ and their help, the order tests run in, the report's stage table, and the stage 
 belongs to (for the verdicts and the known-bad corpus) all derive from it. A stage has one name:
 its marker, its row in the report and its key in summary.json are the same word.
 
+`StageBook` keeps each stage's time and outcome, in the table's order; it refuses a name the
+table does not have.
+
 A stage name is a typed value (`StageName`), not a bare string: code names `StageName.BUILD`, so
 a misspelling fails when its module is imported (or in mypy), and the stage book refuses a name
 the table does not have instead of dropping its row from the report.
@@ -16,6 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class StageName(StrEnum):
@@ -96,3 +100,85 @@ def stage_of_markers(names: Iterable[str], nodeid: str = "") -> StageName | None
     and files, which do not count."""
     names = set(names) - set(re.split(r"[/:\[\].]+", nodeid))
     return next((name for name in MARKED if name in names), None)
+
+
+_known_stage = stage  # StageBook's methods name their argument `stage`
+
+
+class StageBook:
+    """Per-stage time and outcome, from the session's own steps and from the tests of each stage."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+        self._failed: set[str] = set()
+        self._tests: dict[str, dict[str, int]] = {}
+
+    def record(self, stage: str, seconds: float, ok: bool) -> None:
+        stage = _known_stage(stage)  # a stage outside the table would have no row: refused, not dropped
+        self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
+        if not ok:
+            self._failed.add(stage)
+
+    def mark_failed(self, stage: str) -> None:
+        self._failed.add(_known_stage(stage))
+
+    def add_test(self, stage: str, outcome: str, seconds: float) -> None:
+        stage = _known_stage(stage)
+        counts = self._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
+        counts[outcome] = counts.get(outcome, 0) + 1
+        self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
+
+    @classmethod
+    def merged(cls, worker_rows: list[list[dict[str, Any]]]) -> StageBook:
+        """The stage table of a pytest-xdist run, in which each worker ran its own stack: a stage's
+        time is its slowest worker's, test counts add up, and a stage failed if it failed anywhere."""
+        book = cls()
+        for rows in worker_rows:
+            for r in rows:
+                stage = str(r["stage"])
+                book._seconds[stage] = max(book._seconds.get(stage, 0.0), float(r["seconds"]))
+                counts = book._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
+                for key in counts:
+                    counts[key] += int(r.get(key, 0))
+                if r["status"] == "failed":
+                    book._failed.add(stage)
+        return book
+
+    def rows(self) -> list[dict[str, object]]:
+        rows = []
+        for stage in NAMES:
+            tests = self._tests.get(stage, {})
+            if stage not in self._seconds and not tests:
+                continue
+            if stage in self._failed or tests.get("failed"):
+                status = "failed"
+            elif tests.get("skipped") and not tests.get("passed"):
+                status = "skipped"
+            else:
+                status = "passed"
+            rows.append({"stage": stage, "status": status, "seconds": round(self._seconds.get(stage, 0.0), 2),
+                         "passed": tests.get("passed", 0), "failed": tests.get("failed", 0),
+                         "skipped": tests.get("skipped", 0)})
+        return rows
+
+    def first_failure(self) -> str | None:
+        return next((str(r["stage"]) for r in self.rows() if r["status"] == "failed"), None)
+
+    def as_text(self) -> str:
+        lines = [f"{'stage':<14}{'status':<9}{'time':>9}  tests"]
+        for r in self.rows():
+            tests = f"{r['passed']} passed, {r['failed']} failed" + (f", {r['skipped']} skipped" if r["skipped"] else "")
+            lines.append(f"{r['stage']:<14}{r['status']:<9}{r['seconds']:>8.1f}s  {tests}")
+        return "\n".join(lines)
+
+    def as_html(self) -> str:
+        colour = {"passed": "#1a7f37", "failed": "#cf222e", "skipped": "#9a6700"}
+        body = "".join(
+            f"<tr><td>{r['stage']}</td><td style='color:{colour.get(str(r['status']), '#000')};font-weight:bold'>"
+            f"{r['status']}</td><td>{r['seconds']:.1f} s</td><td>{r['passed']} passed, {r['failed']} failed"
+            f"{', ' + str(r['skipped']) + ' skipped' if r['skipped'] else ''}</td></tr>"
+            for r in self.rows()
+        )
+        return ("<h2>Gate stages</h2><table class='gate-stages' border='1' cellpadding='4' "
+                "style='border-collapse:collapse'><tr><th>stage</th><th>status</th><th>time</th><th>tests</th></tr>"
+                f"{body}</table>")

@@ -18,90 +18,10 @@ from pathlib import Path
 # Re-exported: the report's callers and the self-tests name them here too.
 from aidb_gate.core.text import MASK, Redactor, clip, redact_all  # noqa: F401
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import NAMES, ORDER, stage_of_markers
-from aidb_gate.pipeline import stage as known_stage
+from aidb_gate.pipeline import NAMES, ORDER, StageBook, stage_of_markers  # StageBook: re-exported
 
 #: The pipeline's stages in order (the table is aidb_gate/pipeline.py).
 STAGES = NAMES
-
-
-class StageBook:
-    """Per-stage time and outcome, from the session's own steps and from the tests of each stage."""
-
-    def __init__(self) -> None:
-        self._seconds: dict[str, float] = {}
-        self._failed: set[str] = set()
-        self._tests: dict[str, dict[str, int]] = {}
-
-    def record(self, stage: str, seconds: float, ok: bool) -> None:
-        stage = known_stage(stage)  # a stage outside the table would have no row: refused, not dropped
-        self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
-        if not ok:
-            self._failed.add(stage)
-
-    def mark_failed(self, stage: str) -> None:
-        self._failed.add(known_stage(stage))
-
-    def add_test(self, stage: str, outcome: str, seconds: float) -> None:
-        stage = known_stage(stage)
-        counts = self._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
-        counts[outcome] = counts.get(outcome, 0) + 1
-        self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
-
-    @classmethod
-    def merged(cls, worker_rows: list[list[dict]]) -> StageBook:
-        """The stage table of a pytest-xdist run, in which each worker ran its own stack: a stage's
-        time is its slowest worker's, test counts add up, and a stage failed if it failed anywhere."""
-        book = cls()
-        for rows in worker_rows:
-            for r in rows:
-                stage = str(r["stage"])
-                book._seconds[stage] = max(book._seconds.get(stage, 0.0), float(r["seconds"]))
-                counts = book._tests.setdefault(stage, {"passed": 0, "failed": 0, "skipped": 0})
-                for key in counts:
-                    counts[key] += int(r.get(key, 0))
-                if r["status"] == "failed":
-                    book._failed.add(stage)
-        return book
-
-    def rows(self) -> list[dict[str, object]]:
-        rows = []
-        for stage in STAGES:
-            tests = self._tests.get(stage, {})
-            if stage not in self._seconds and not tests:
-                continue
-            if stage in self._failed or tests.get("failed"):
-                status = "failed"
-            elif tests.get("skipped") and not tests.get("passed"):
-                status = "skipped"
-            else:
-                status = "passed"
-            rows.append({"stage": stage, "status": status, "seconds": round(self._seconds.get(stage, 0.0), 2),
-                         "passed": tests.get("passed", 0), "failed": tests.get("failed", 0),
-                         "skipped": tests.get("skipped", 0)})
-        return rows
-
-    def first_failure(self) -> str | None:
-        return next((str(r["stage"]) for r in self.rows() if r["status"] == "failed"), None)
-
-    def as_text(self) -> str:
-        lines = [f"{'stage':<14}{'status':<9}{'time':>9}  tests"]
-        for r in self.rows():
-            tests = f"{r['passed']} passed, {r['failed']} failed" + (f", {r['skipped']} skipped" if r["skipped"] else "")
-            lines.append(f"{r['stage']:<14}{r['status']:<9}{r['seconds']:>8.1f}s  {tests}")
-        return "\n".join(lines)
-
-    def as_html(self) -> str:
-        colour = {"passed": "#1a7f37", "failed": "#cf222e", "skipped": "#9a6700"}
-        body = "".join(
-            f"<tr><td>{r['stage']}</td><td style='color:{colour.get(str(r['status']), '#000')};font-weight:bold'>"
-            f"{r['status']}</td><td>{r['seconds']:.1f} s</td><td>{r['passed']} passed, {r['failed']} failed"
-            f"{', ' + str(r['skipped']) + ' skipped' if r['skipped'] else ''}</td></tr>"
-            for r in self.rows()
-        )
-        return ("<h2>Gate stages</h2><table class='gate-stages' border='1' cellpadding='4' "
-                "style='border-collapse:collapse'><tr><th>stage</th><th>status</th><th>time</th><th>tests</th></tr>"
-                f"{body}</table>")
 
 
 def verdict_of(rep, stored: str | None, excinfo=None) -> str:

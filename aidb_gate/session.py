@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aidb_gate import services
 from aidb_gate.backup import PgTarget, QdrantTarget
 from aidb_gate.backup.targets import data_targets, pg_target, qdrant_target
 from aidb_gate.compose import Healthcheck
@@ -38,7 +37,8 @@ from aidb_gate.images import ImageInfo
 from aidb_gate.keep import KeptStack, api_key_var, read_kept, render_keep
 from aidb_gate.pipeline import StageName
 from aidb_gate.report import StageBook, run_folder
-from aidb_gate.services import Dependency, plugin
+from aidb_gate.services import lifecycle, plugin
+from aidb_gate.services.lifecycle import Dependency
 from aidb_gate.stack import BASE, IMAGES, STACK, BaseImage, Stack
 from aidb_gate.stages import diagnose
 from aidb_gate.stages.backup import BACKUP, SEEDED, BackupRun, backup_facts
@@ -266,7 +266,7 @@ class GateSession:
         if role in stack.extra or role in stack.deps:
             raise GateError(f"A {name} instance with role {role!r} already runs in run {self.run.id}; "
                             "give each fresh instance its own role.", stage=StageName.DEPENDENCIES)
-        dep = services.start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
+        dep = lifecycle.start(self.run, stack.network, images[name], self.cfg.dependencies[name], self.log_dir,
                              role=role, mounts=self.mounts)
         stack.extra[role] = dep
         return dep

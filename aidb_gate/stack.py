@@ -23,7 +23,8 @@ from aidb_gate.core.steps import Pipeline, Step
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo, Progress, ensure_base, provision
 from aidb_gate.pipeline import StageName
-from aidb_gate.services import Dependency
+from aidb_gate.services import lifecycle
+from aidb_gate.services.lifecycle import Dependency
 
 
 class BaseImage:
@@ -96,7 +97,7 @@ def start_stack(run: Run, cfg: GateConfig, images: dict[str, ImageInfo], log_dir
             wave = [d for name, d in pending.items() if not after.get(name, set()) & set(pending)]
             if not wave:  # load_compose refuses cycles; this only guards the loop
                 raise GateError(f"depends_on among {', '.join(pending)} never resolves", stage=StageName.DEPENDENCIES)
-            futures = {d.name: pool.submit(services.start, run, stack.network, images[d.name], d, log_dir,
+            futures = {d.name: pool.submit(lifecycle.start, run, stack.network, images[d.name], d, log_dir,
                                            mounts=mounts) for d in wave}
             errors = []
             for name, fut in futures.items():

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from aidb_gate.backup.postgres import PgTarget
 from aidb_gate.backup.qdrant import QdrantTarget
-from aidb_gate.services import Dependency, plugin
+from aidb_gate.services import plugin
+from aidb_gate.services.lifecycle import Dependency
 
 if TYPE_CHECKING:
     from aidb_gate.core.engine import Engine

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import StageName, order
-from aidb_gate.report import StageBook
+from aidb_gate.pipeline import StageBook, StageName, order
 
 T = TypeVar("T")
 

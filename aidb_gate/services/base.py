@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from aidb_gate.compose import Healthcheck, Mount
 
 if TYPE_CHECKING:
-    from aidb_gate.services import Dependency
+    pass
 
 
 @dataclass(frozen=True)
@@ -62,31 +62,55 @@ class Offer:
     files: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+class Running(Protocol):
+    """What a plug-in may read of its running dependency (lifecycle.Dependency is one)."""
+
+    @property
+    def config(self) -> DependencyConfig: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def host_port(self) -> int: ...
+    @property
+    def secrets(self) -> dict[str, str]: ...
+    @property
+    def extra(self) -> dict[str, str]: ...
+
+
 class DependencyKind(Protocol):
-    """One kind of dependency (postgres, redis, qdrant, generic...): a plug-in module's names."""
+    """One kind of dependency (postgres, redis, qdrant, generic...): a plug-in module's names, read-only."""
 
     #: Its name: "postgres".
-    KIND: str
+    @property
+    def KIND(self) -> str: ...
     #: The image repositories it stands for: ("postgres", "pgvector/pgvector").
-    IMAGES: tuple[str, ...]
+    @property
+    def IMAGES(self) -> tuple[str, ...]: ...
     #: The official image used when the configuration names none.
-    IMAGE: str
+    @property
+    def IMAGE(self) -> str: ...
     #: The local recipe under fixtures/images/ ("" = none).
-    RECIPE: str
+    @property
+    def RECIPE(self) -> str: ...
     #: The port it serves on (0: the compose service's first port).
-    PORT: int
+    @property
+    def PORT(self) -> int: ...
     #: Whether a service's readiness should fail while it is down.
-    CRITICAL: bool
+    @property
+    def CRITICAL(self) -> bool: ...
     #: The fault actions the faults stage may inject (stop, pause, kill).
-    FAULTS: tuple[str, ...]
+    @property
+    def FAULTS(self) -> tuple[str, ...]: ...
     #: Its backup/restore/fingerprint adapter ("" = it holds no data).
-    DATA: str
+    @property
+    def DATA(self) -> str: ...
     #: (regex, endpoint field, meaning): how a refused client shows in the service's log.
-    REFUSALS: tuple[tuple[str, str | None, str], ...]
+    @property
+    def REFUSALS(self) -> tuple[tuple[str, str | None, str], ...]: ...
 
     def offer(self, dep: DependencyConfig, secret: Callable[[], str]) -> Offer: ...
 
-    def is_ready(self, dependency: Dependency) -> bool: ...
+    def is_ready(self, dependency: Running) -> bool: ...
 
 
 #: The names a plug-in must define (checked when an installed one is loaded).

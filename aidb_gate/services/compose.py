@@ -13,14 +13,13 @@ from typing import Any
 
 from aidb_gate.compose import ComposeStack, qualified_image
 from aidb_gate.errors import ConfigError
+from aidb_gate.services import kind_for_image, plugin
 from aidb_gate.services.base import DependencyConfig
 
 
 def compose_dependencies(compose: ComposeStack, chosen: dict[str, Any]) -> dict[str, DependencyConfig]:
     """The closure of the target's depends_on as dependencies: each with the plug-in that stands
     for its image (generic otherwise); `dependencies.<name>` keys the user set still win."""
-    from aidb_gate.services import kind_for_image, plugin
-
     # The strictest condition anyone waits for wins: a healthy wait is never weakened to "started"
     # because another service lists the same dependency in the short syntax.
     strictness = ["service_started", "service_completed_successfully", "service_healthy"]

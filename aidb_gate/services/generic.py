@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aidb_gate.services import Dependency, tcp_answers
-from aidb_gate.services.base import DependencyConfig, Offer
+from aidb_gate.services.base import DependencyConfig, Offer, Running
+from aidb_gate.services.lifecycle import tcp_answers
 
 KIND = "generic"
 IMAGES: tuple[str, ...] = ()
@@ -29,5 +29,5 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
     return Offer(dict(dep.environment), dep.command, {}, {})
 
 
-def is_ready(dependency: Dependency) -> bool:
+def is_ready(dependency: Running) -> bool:
     return tcp_answers(dependency) if dependency.config.port else True

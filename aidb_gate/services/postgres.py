@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from aidb_gate.services import Dependency
-from aidb_gate.services.base import DependencyConfig, Offer
+from aidb_gate.services.base import DependencyConfig, Offer, Running
 
 KIND = "postgres"
 IMAGES = ("postgres", "pgvector/pgvector")
@@ -57,12 +56,12 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
                  files={PASSWORD_FILE: password})
 
 
-def is_ready(dependency: Dependency) -> bool:
+def is_ready(dependency: Running) -> bool:
     with psycopg.connect(dsn(dependency)) as conn:
         return conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def dsn(dependency: Dependency, dbname: str | None = None) -> str:
+def dsn(dependency: Running, dbname: str | None = None) -> str:
     """A libpq connection string from the host, through the loopback port."""
     return (f"host={dependency.host} port={dependency.host_port} dbname={dbname or dependency.extra['db']} "
             f"user={dependency.extra['user']} password={dependency.secrets.get('password', '')} connect_timeout=5")

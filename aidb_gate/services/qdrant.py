@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aidb_gate.core import http
-from aidb_gate.services import Dependency
-from aidb_gate.services.base import DependencyConfig, Offer
+from aidb_gate.services.base import DependencyConfig, Offer, Running
 
 KIND = "qdrant"
 IMAGES = ("qdrant/qdrant",)
@@ -42,11 +41,11 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
     return Offer({}, None, {"api_key": key}, url, files={LOCAL_CONFIG: f'service:\n  api_key: "{key}"\n'})
 
 
-def url(dependency: Dependency) -> str:
+def url(dependency: Running) -> str:
     """The REST URL from the host."""
     return f"http://{dependency.host}:{dependency.host_port}"
 
 
-def is_ready(dependency: Dependency) -> bool:
+def is_ready(dependency: Running) -> bool:
     """`GET /readyz` answered 200 within 2 s."""
     return http.request("GET", url(dependency) + "/readyz", deadline_s=2).status_code == 200

@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 import redis
 
-from aidb_gate.services import Dependency
-from aidb_gate.services.base import DependencyConfig, Offer
+from aidb_gate.services.base import DependencyConfig, Offer, Running
 
 KIND = "redis"
 IMAGES = ("redis", "redis/redis-stack-server", "valkey/valkey", "bitnami/redis")
@@ -40,7 +39,7 @@ def offer(dep: DependencyConfig, secret: Callable[[], str]) -> Offer:
     return Offer({}, ["redis-server", CONF], {"password": password}, {}, files={CONF: f"requirepass {password}\n"})
 
 
-def is_ready(dependency: Dependency) -> bool:
+def is_ready(dependency: Running) -> bool:
     client = redis.Redis(host=dependency.host, port=dependency.host_port,
                          password=dependency.secrets.get("password") or None, socket_timeout=2, socket_connect_timeout=2)
     try:

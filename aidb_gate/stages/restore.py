@@ -26,7 +26,7 @@ from aidb_gate.pipeline import StageName
 from aidb_gate.stages.backup import BACKUP
 
 if TYPE_CHECKING:
-    from aidb_gate.services import Dependency
+    from aidb_gate.services.lifecycle import Dependency
     from aidb_gate.stages.boot import Boot
 
 

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from aidb_gate.services import _AddressWatch
+from aidb_gate.services.lifecycle import _AddressWatch
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables") is None,

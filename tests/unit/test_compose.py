@@ -13,15 +13,14 @@ from aidb_gate.compose import (
     ComposeStack,
     Healthcheck,
     Mount,
-    Variables,
-    healthcheck,
-    interpolate,
     load_compose,
     parse_bytes,
     parse_duration,
     qualified_image,
     repository,
 )
+from aidb_gate.compose.interpolation import Variables, interpolate
+from aidb_gate.compose.values import healthcheck
 from aidb_gate.config import load_config
 from aidb_gate.errors import ConfigError
 

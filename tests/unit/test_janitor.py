@@ -495,7 +495,7 @@ class FakeEngine:
 def kept_session(tmp_path):
     """A GateSession with --gate-keep whose stack and target 'run' on fake containers."""
     from aidb_gate.config import load_config
-    from aidb_gate.services import Dependency
+    from aidb_gate.services.lifecycle import Dependency
     from aidb_gate.session import GateSession
     from aidb_gate.stack import Stack
     from aidb_gate.stages.boot import BOOT, Boot

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aidb_gate.backup import pg_values
 from aidb_gate.backup import postgres as pg_backup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,10 +75,10 @@ def test_many_changed_values_are_bounded_to_a_few_examples() -> None:
 
 
 def test_values_lost_and_values_new_are_named_apart_when_their_numbers_differ() -> None:
-    said = pg_backup.value_changes(f"float8send {f8(1.0)},{f8(2.0)}", f"float8send {f8(3.0)}")
+    said = pg_values.value_changes(f"float8send {f8(1.0)},{f8(2.0)}", f"float8send {f8(3.0)}")
     assert said == ("2 values gone: 1.0 (0x3ff0000000000000); 2.0 (0x4000000000000000), "
                     "1 value new: 3.0 (0x4008000000000000)")
-    assert pg_backup.value_changes(f"float8send {f8(1.0)}", f"float8send {f8(1.0)}") == ""
+    assert pg_values.value_changes(f"float8send {f8(1.0)}", f"float8send {f8(1.0)}") == ""
 
 
 @pytest.mark.parametrize(("send", "hex_value", "shown"), [
@@ -95,7 +96,7 @@ def test_values_lost_and_values_new_are_named_apart_when_their_numbers_differ() 
     ("box3d_send", "00" * 40, "0x" + "00" * 16 + "... (40 bytes)"),
 ])
 def test_a_value_is_shown_as_its_type_means_it(send: str, hex_value: str, shown: str) -> None:
-    assert pg_backup.describe_value(send, hex_value) == shown
+    assert pg_values.describe_value(send, hex_value) == shown
 
 
 def test_a_vector_one_ulp_off_names_the_component_and_its_bits() -> None:
