@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Re-exported: the report's callers and the self-tests name them here too.
-from aidb_gate.core.text import MASK, Redactor, clip, redact_all  # noqa: F401
+from aidb_gate.core.text import Redactor, clip
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import NAMES, ORDER, StageBook, stage_of_markers  # StageBook: re-exported
+from aidb_gate.pipeline import NAMES, ORDER, StageBook, stage_of_markers
 
 #: The pipeline's stages in order (the table is aidb_gate/pipeline.py).
 STAGES = NAMES

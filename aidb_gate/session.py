@@ -35,8 +35,8 @@ from aidb_gate.core.steps import Step, StepRunner
 from aidb_gate.errors import GateError
 from aidb_gate.images import ImageInfo
 from aidb_gate.keep import KeptStack, api_key_var, read_kept, render_keep
-from aidb_gate.pipeline import StageName
-from aidb_gate.report import StageBook, run_folder
+from aidb_gate.pipeline import StageBook, StageName
+from aidb_gate.report import run_folder
 from aidb_gate.services import lifecycle, plugin
 from aidb_gate.services.lifecycle import Dependency
 from aidb_gate.stack import BASE, IMAGES, STACK, BaseImage, Stack

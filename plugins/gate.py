@@ -23,7 +23,7 @@ from aidb_gate import pipeline as stages
 from aidb_gate import report as reporting
 from aidb_gate.config import load_config, shown_path
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import StageName
+from aidb_gate.pipeline import StageBook, StageName
 from aidb_gate.selection import (
     PRIORITIES,
     REQUIRES_MARKER,
@@ -327,7 +327,7 @@ def run_folder(gate: GateSession) -> Path:
     return reporting.run_folder(gate.cfg.reports_dir, gate.run.id)
 
 
-def gate_view(config: pytest.Config) -> tuple[reporting.StageBook, dict, dict[str, str]] | None:
+def gate_view(config: pytest.Config) -> tuple[StageBook, dict, dict[str, str]] | None:
     """(stages, evidence, verdicts) of this run for the summaries. Under pytest-xdist the controller
     runs no stage itself: it merges the summaries its own workers sent through xdist's workeroutput
     (never a file another run may have written)."""

@@ -16,6 +16,7 @@ unit-tested.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _docker_bridge(network: dict[str, Any]) -> str:
     return str(options.get("com.docker.network.bridge.name") or f"br-{str(network.get('Id') or '')[:12]}")
 
 
-def stale_docker_forwards(nat_rules: str, live_bridges: set[str], prefix: str = "") -> list[Leftover]:
+def stale_docker_forwards(nat_rules: str, live_bridges: set[str]) -> list[Leftover]:
     """Docker's port-forward rules (`iptables -t nat -S` text, chain DOCKER) whose bridge belongs to
     no network of the engine. Docker names a network's bridge `br-<first 12 of its id>` (or its
     `com.docker.network.bridge.name` option) and every DNAT rule of a published port excludes it."""
@@ -91,13 +92,13 @@ def stale_docker_forwards(nat_rules: str, live_bridges: set[str], prefix: str = 
         found.append(Leftover(f"host port {match['port']} is forwarded to {match['to']} by a rule of bridge "
                               f"{match['bridge']}, whose network the engine no longer has: a container given port "
                               f"{match['port']} later is unreachable through it",
-                              (f"{prefix}iptables -t nat -D DOCKER {match['spec']}",)))
+                              (f"iptables -t nat -D DOCKER {match['spec']}",)))
     return found
 
 
-def stale_docker_bridges(bridges: list[str], live_bridges: set[str], prefix: str = "") -> list[Leftover]:
+def stale_docker_bridges(bridges: list[str], live_bridges: set[str]) -> list[Leftover]:
     """Docker's network bridges (`br-<id>`) that no network of the engine names."""
-    return [Leftover(f"bridge {name} belongs to no network of the engine", (f"{prefix}ip link delete {name}",))
+    return [Leftover(f"bridge {name} belongs to no network of the engine", (f"ip link delete {name}",))
             for name in bridges if _DOCKER_BRIDGE.match(name) and name not in live_bridges]
 
 
@@ -123,6 +124,13 @@ def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["nsenter", f"--net={netns}", *argv] if netns else argv
 
 
+def in_namespace(found: list[Leftover], netns: str | None) -> list[Leftover]:
+    """The leftovers with their removal commands run in `netns` (None: as they are)."""
+    if not netns:
+        return found
+    return [Leftover(f.what, tuple(shlex.join(_in_netns(netns, [])) + " " + c for c in f.remove)) for f in found]
+
+
 def leftovers(engine: Engine, netns: str | None = None) -> tuple[list[Leftover], str]:
     """(stale rules and bridges of the engine's network namespace, why the check could not run or "")
     for a local engine: its live networks from its own API, its rules and bridges read in `netns`
@@ -134,7 +142,6 @@ def leftovers(engine: Engine, netns: str | None = None) -> tuple[list[Leftover],
         live = _live_networks(engine)
     except Exception as err:
         return [], f"the engine did not list its networks ({type(err).__name__})"
-    prefix = f"nsenter --net={netns} " if netns else ""
     rules = subprocess.run(_in_netns(netns, [iptables, "-t", "nat", "-S"]), capture_output=True, text=True, timeout=30,
                            check=False)
     if rules.returncode != 0:
@@ -145,8 +152,9 @@ def leftovers(engine: Engine, netns: str | None = None) -> tuple[list[Leftover],
     names, interfaces = live
     if engine.kind == "podman":
         found = stale_forwards(rules.stdout, names) + stale_bridges(bridges, interfaces)
-        return ([Leftover(f.what, tuple(prefix + c for c in f.remove)) for f in found] if prefix else found), ""
-    return stale_docker_forwards(rules.stdout, interfaces, prefix) + stale_docker_bridges(bridges, interfaces, prefix), ""
+    else:
+        found = stale_docker_forwards(rules.stdout, interfaces) + stale_docker_bridges(bridges, interfaces)
+    return in_namespace(found, netns), ""
 
 
 def _live_networks(engine: Engine) -> tuple[set[str], set[str]]:

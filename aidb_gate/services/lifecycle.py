@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from aidb_gate.compose import Healthcheck
-from aidb_gate.core.container import LogFollower, client_kw, host_port, listens_on, publish, reach
+from aidb_gate.core.container import (
+    LogFollower,
+    captured_address,
+    client_kw,
+    connections_from_outside,
+    host_port,
+    listening_inside,
+    listens_on,
+    proc_net_tcp,
+    publish,
+    reach,
+    unreachable_address,
+)
 from aidb_gate.core.mounts import MountPlan
 from aidb_gate.core.network import RunNetwork
 from aidb_gate.core.run import Run
@@ -189,8 +201,6 @@ class _AddressWatch:
     def problem(self) -> str | None:
         import socket
 
-        from aidb_gate.core.container import listening_inside
-
         dep = self.dependency
         if not dep.config.port or time.monotonic() < self.next_at:
             return None
@@ -210,15 +220,11 @@ class _AddressWatch:
         self.since = self.since or time.monotonic()
         if time.monotonic() - self.since < self.HOLD_S:
             return None
-        from aidb_gate.core.container import reach, unreachable_address
-
         self.verdict = unreachable_address(dep.name, reach(), dep.host_port, dep.config.port, said)
         return self.verdict
 
     def _answered(self, held: Any) -> str | None:
         """The address answers and the dependency is still not ready: whose answer is it?"""
-        from aidb_gate.core.container import captured_address, connections_from_outside, proc_net_tcp, reach
-
         dep = self.dependency
         self.answered_since = self.answered_since or time.monotonic()
         if time.monotonic() - self.answered_since < self.HOLD_S:

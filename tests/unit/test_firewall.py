@@ -71,8 +71,9 @@ def test_docker_rules_of_bridges_without_a_network_are_found_with_their_removal(
     assert found[0].remove == ("iptables -t nat -D DOCKER -d 127.0.0.1/32 ! -i br-0a1b2c3d4e5f -p tcp -m tcp --dport "
                                "33133 -j DNAT --to-destination 172.19.0.3:5432",)
     assert firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04", "br-0a1b2c3d4e5f"}) == []
-    inside = firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04"}, prefix="nsenter --net=/x ")
+    inside = firewall.in_namespace(firewall.stale_docker_forwards(DOCKER_NAT, {"docker0", "br-79c06f3b1c04"}), "/x")
     assert inside[0].remove[0].startswith("nsenter --net=/x iptables -t nat -D DOCKER ")
+    assert firewall.in_namespace(found, None) == found
 
 
 def test_docker_bridges_without_a_network_are_found_other_links_are_not():

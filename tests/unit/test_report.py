@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aidb_gate.report import MASK, Redactor, StageBook
+from aidb_gate.core.text import MASK, Redactor
+from aidb_gate.pipeline import StageBook
 
 
 def test_redactor_masks_every_secret_longest_first():
@@ -57,7 +58,7 @@ BUILD_FAILED = ("The image did not build (exit 1), so this stage cannot run (see
 
 def failed_build_run():
     """A run whose build failed: its own test says why, eleven more tests could not run."""
-    from aidb_gate.report import StageBook
+    from aidb_gate.pipeline import StageBook
 
     book = StageBook()
     book.record("build", 3.0, ok=False)
@@ -99,7 +100,8 @@ def test_one_cause_is_one_group_whatever_its_whitespace_and_the_stage_comes_from
 def test_blocked_by_a_later_stage_names_that_stage_not_the_first_failure():
     """imports failed on its own; boot never became ready, which blocked health: the blocked
     group names boot."""
-    from aidb_gate.report import StageBook, group_causes
+    from aidb_gate.pipeline import StageBook
+    from aidb_gate.report import group_causes
 
     book = StageBook()
     for stage in ("imports", "boot", "health"):
@@ -123,7 +125,8 @@ def test_the_stage_of_a_report_comes_from_its_markers_not_from_its_names():
 
 
 def test_the_banner_leads_with_the_first_failing_stage_and_its_own_verdict():
-    from aidb_gate.report import StageBook, banner_text, group_causes
+    from aidb_gate.pipeline import StageBook
+    from aidb_gate.report import banner_text, group_causes
 
     book, verdicts = failed_build_run()
     assert banner_text(book, group_causes(verdicts, book, marked(verdicts)), 1) == \
@@ -185,7 +188,7 @@ def test_summary_json_keeps_its_fields_and_adds_causes(tmp_path):
 def test_text_is_redacted_before_it_is_cut() -> None:
     """A cut through a secret would leave a piece the redactor no longer recognises: `clip`
     masks every live run's secrets first, whichever end it keeps."""
-    from aidb_gate.report import Redactor, clip
+    from aidb_gate.core.text import Redactor, clip
 
     secret = "Zq8vXw2pLr5tNm7kJh3sDf9g"
     redactor = Redactor()

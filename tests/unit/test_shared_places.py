@@ -19,7 +19,7 @@ from aidb_gate import report as reporting
 from aidb_gate.core import engine
 from aidb_gate.core.run import Run, owner_token
 from aidb_gate.errors import EngineError
-from aidb_gate.report import StageBook
+from aidb_gate.pipeline import StageBook
 from plugins import gate as plugin
 
 # -- the runtime folder -------------------------------------------------------------------------

@@ -10,8 +10,7 @@ import pytest
 
 from aidb_gate import pipeline as stages
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import PIPELINE, StageName
-from aidb_gate.report import StageBook
+from aidb_gate.pipeline import PIPELINE, StageBook, StageName
 
 ROOT = Path(__file__).resolve().parents[2]
 

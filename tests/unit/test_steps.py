@@ -8,8 +8,7 @@ import pytest
 
 from aidb_gate.core.steps import Step, StepRunner
 from aidb_gate.errors import GateError
-from aidb_gate.pipeline import StageName
-from aidb_gate.report import StageBook
+from aidb_gate.pipeline import StageBook, StageName
 
 
 def _rows(book: StageBook) -> dict[str, str]:
